@@ -1,0 +1,49 @@
+"""Checkpoints: a ``state_dict`` plus plain dicts (never pickled objects), loadable with
+``weights_only=True``, and tied to the dataset they were trained on by its fingerprint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from llmesr.io import atomic_torch_save
+
+FORMAT = "llmesr-checkpoint-v1"
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def save_checkpoint(path: Path, *, model_name: str, model_config: dict, state_dict: dict, dataset: dict,
+                    extra: dict[str, Any] | None = None) -> None:
+    atomic_torch_save(path, {
+        "format": FORMAT,
+        "model": model_name,
+        "model_config": model_config,
+        "state_dict": state_dict,
+        "dataset": dataset,
+        **(extra or {}),
+    })
+
+
+def load_checkpoint(path: Path, *, fingerprint: str | None = None) -> dict[str, Any]:
+    """Load and check a checkpoint; ``fingerprint`` (the dataset's) must match when given."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing to a user
+        raise CheckpointError(f"{path}: not a readable llmesr checkpoint ({type(err).__name__}: {err})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an llmesr checkpoint (format {FORMAT!r} expected)")
+    if fingerprint is not None and ckpt["dataset"].get("fingerprint") != fingerprint:
+        raise CheckpointError(
+            f"{path} was trained on dataset {ckpt['dataset'].get('name')!r} "
+            f"(fingerprint {ckpt['dataset'].get('fingerprint')}), which is not the dataset given "
+            f"(fingerprint {fingerprint}); ids would not line up"
+        )
+    return ckpt

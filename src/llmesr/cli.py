@@ -1,0 +1,130 @@
+"""The ``llmesr`` command: train, evaluate, recommend.
+
+Every user-facing error (bad data, bad config, wrong checkpoint) is one line on stderr and exit
+code 2; nothing is written for a run whose inputs are rejected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from llmesr.checkpoint import CheckpointError
+from llmesr.config import ConfigError, RunConfig, apply_overrides, parse_set, resolve_config
+from llmesr.data.formats import DataFormatError
+from llmesr.evaluation import top_k
+from llmesr.io import atomic_write_json, atomic_write_text
+
+USER_ERRORS = (DataFormatError, ConfigError, CheckpointError, FileNotFoundError, KeyError)
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", action="append", type=Path, default=[], help="YAML config file (repeatable)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, e.g. --set loss=ce (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmesr", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model into a run folder (rerun to resume)")
+    p.add_argument("--data", help="dataset folder/file, or a name under the data roots (default: beauty)")
+    p.add_argument("--model", help="sasrec | bert4rec | gru4rec")
+    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int)
+    _config_args(p)
+
+    p = sub.add_parser("evaluate", help="re-evaluate a run's best checkpoint and print metrics.json")
+    p.add_argument("run", type=Path)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="evaluation settings, e.g. --set exclude_history=false --set groups=beauty_paper")
+
+    p = sub.add_parser("recommend", help="export each evaluated user's top-k list with original ids")
+    p.add_argument("run", type=Path)
+    p.add_argument("--split", choices=("valid", "test"), default="test")
+    p.add_argument("--k", type=int, default=100)
+    p.add_argument("--out", type=Path, required=True, help="CSV file: user_id,rank,item_id,score")
+    p.add_argument("--include-history", action="store_true", help="allow items already in the history")
+    return parser
+
+
+def load_run_config(run: Path, overrides: list[str] = ()) -> RunConfig:
+    path = Path(run) / "config.yaml"
+    if not path.exists():
+        raise ConfigError(f"{run} is not a run folder (no config.yaml)")
+    values = yaml.safe_load(path.read_text())
+    return apply_overrides(apply_overrides(RunConfig(), values, str(path)), parse_set(list(overrides)), "--set")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from llmesr.training import Trainer, prepare_data
+
+    cfg = resolve_config(args.config, args.overrides, data=args.data, model=args.model, epochs=args.epochs,
+                         seed=args.seed)
+    data = prepare_data(cfg)  # fails before anything is written if the data is bad
+    metrics = Trainer(cfg, data, args.out).fit()
+    print(json.dumps({split: {p: m["overall"] for p, m in metrics[split].items()} for split in ("valid", "test")},
+                     indent=2))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from llmesr.training import evaluate_model, model_from_checkpoint, prepare_data
+
+    cfg = load_run_config(args.run, args.overrides)
+    data = prepare_data(cfg)
+    model = model_from_checkpoint(args.run / "best.pt", data.dataset.fingerprint())
+    metrics = {"model": cfg.model, "dataset": data.dataset_info(),
+               "valid": evaluate_model(model, data, cfg, "valid"), "test": evaluate_model(model, data, cfg, "test")}
+    if not args.overrides:
+        atomic_write_json(args.run / "metrics.json", {**json.loads((args.run / "metrics.json").read_text()), **metrics}
+                          if (args.run / "metrics.json").exists() else metrics)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from llmesr.training import model_from_checkpoint, prepare_data
+
+    if args.k < 1:
+        raise ConfigError("--k must be at least 1")
+    cfg = load_run_config(args.run)
+    data = prepare_data(cfg)
+    model = model_from_checkpoint(args.run / "best.pt", data.dataset.fingerprint())
+    split = data.split.eval_split(args.split)
+    items, scores = top_k(model, split, args.k, exclude_history=not args.include_history,
+                          batch_size=cfg.eval_batch_size)
+    k = items.shape[1]
+    keep = items.ravel() > 0
+    frame = pd.DataFrame({
+        "user_id": np.repeat(data.dataset.user_ids[split.users], k)[keep],
+        "rank": np.tile(np.arange(1, k + 1), len(split))[keep],
+        "item_id": data.dataset.item_ids[items.ravel()][keep],
+        "score": scores.ravel()[keep],
+    })
+    atomic_write_text(args.out, frame.to_csv(index=False))
+    print(f"wrote {len(frame):,} rows for {len(split):,} users to {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend}[args.command]
+    try:
+        return handler(args)
+    except USER_ERRORS as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"llmesr {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

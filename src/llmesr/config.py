@@ -1,0 +1,139 @@
+"""The run configuration: one flat, typed dataclass, filled from YAML files and ``--set key=value``.
+
+Flat so that ``--set loss=ce`` just works; typed so that a misspelt key or a wrong type fails
+with a message naming the key instead of being silently ignored. Model hyper-parameters default
+to ``None``, meaning "the model's own default" (BERT4Rec and SASRec differ, for instance).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the key or file."""
+
+
+@dataclass
+class RunConfig:
+    # data
+    data: str = "beauty"
+    data_format: str = "auto"
+    user_col: str = "user_id"
+    item_col: str = "item_id"
+    time_col: str | None = "timestamp"
+    kcore: int = 0
+    split: str = "leave_one_out"
+    # model
+    model: str = "sasrec"
+    max_len: int | None = None
+    hidden_size: int | None = None
+    num_layers: int | None = None
+    num_heads: int | None = None
+    inner_size: int | None = None
+    dropout: float | None = None
+    attn_dropout: float | None = None
+    causal: bool | None = None
+    loss: str | None = None
+    negatives: int | None = None
+    mask_prob: float | None = None
+    init_std: float | None = None
+    # training
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 20
+    seed: int = 42
+    eval_every: int = 1
+    bucket_batches: bool = True
+    threads: int | None = None
+    progress: bool = True
+    # evaluation
+    select_metric: str = "NDCG@10"
+    ks: list[int] = field(default_factory=lambda: [5, 10, 20])
+    sampled_negatives: int = 100
+    negatives_seed: int = 2024
+    exclude_history: bool = True
+    groups: str = "pareto"
+    eval_batch_size: int = 1024
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def model_settings(self) -> dict[str, Any]:
+        """Model hyper-parameters that were set explicitly (``None`` = model default)."""
+        names = ("max_len", "hidden_size", "num_layers", "num_heads", "inner_size", "dropout", "attn_dropout",
+                 "causal", "loss", "negatives", "mask_prob", "init_std")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+
+_TYPES: dict[str, Any] = {f.name: f.type for f in fields(RunConfig)}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Check ``value`` against the field's annotated type (ints accepted where floats are)."""
+    kind = _TYPES[key]
+    optional = "None" in kind
+    base = kind.replace(" | None", "")
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"config key {key!r} may not be null")
+    ok = {
+        "str": isinstance(value, str),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "bool": isinstance(value, bool),
+        "list[int]": isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
+    }[base]
+    if not ok:
+        raise ConfigError(f"config key {key!r} expects {base}, got {value!r}")
+    return float(value) if base == "float" else value
+
+
+def apply_overrides(config: RunConfig, values: dict[str, Any], source: str) -> RunConfig:
+    unknown = sorted(set(values) - set(_TYPES))
+    if unknown:
+        raise ConfigError(f"{source}: unknown config key {unknown[0]!r} (known keys: {', '.join(sorted(_TYPES))})")
+    return dataclasses.replace(config, **{k: _coerce(k, v) for k, v in values.items()})
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``["loss=ce", "ks=[5,10]"]`` -> ``{"loss": "ce", "ks": [5, 10]}`` (values parsed as YAML)."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {err}") from None
+    return out
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of key: value at the top level")
+    return values
+
+
+def resolve_config(config_files: list[Path] = (), overrides: list[str] = (), **explicit: Any) -> RunConfig:
+    """Defaults <- each YAML file in order <- explicit CLI options <- ``--set`` overrides."""
+    config = RunConfig()
+    for path in config_files:
+        config = apply_overrides(config, load_yaml(path), str(path))
+    config = apply_overrides(config, {k: v for k, v in explicit.items() if v is not None}, "command line")
+    return apply_overrides(config, parse_set(list(overrides)), "--set")

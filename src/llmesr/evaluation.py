@@ -1,0 +1,175 @@
+"""Ranking evaluation: full ranking (default) or sampled ranking with fixed negatives.
+
+Rules that make the numbers trustworthy:
+- ties are broken *against* the target (pessimistic rank), so a constant model scores zero;
+- the padding item is never ranked;
+- items already in the user's evaluation input are excluded by default (``exclude_history``);
+- sampled negatives are drawn once, from items the user never touched, with a seeded generator;
+- every metric is also reported per tail/head user and tail/head item group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from llmesr.data.groups import HeadTailGroups
+from llmesr.data.sequences import Sequences, ragged_index
+from llmesr.data.split import EvalSplit
+from llmesr.models.base import SequentialRecommender
+from llmesr.models.losses import sample_negatives
+
+PROTOCOLS = ("full", "sampled")
+DEFAULT_KS = (5, 10, 20)
+
+
+def pessimistic_rank(scores: torch.Tensor, target_scores: torch.Tensor) -> torch.Tensor:
+    """0-based rank of each target among ``scores`` (which include the target itself): every item
+    scored higher *or equal* counts as ahead of it."""
+    # One comparison pass: items scored >= the target, minus the target itself.
+    return ((scores >= target_scores.unsqueeze(1)).sum(1) - 1).clamp(min=0)
+
+
+def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int]) -> dict[str, float | None]:
+    """HR@K, NDCG@K and MRR@K averaged over users (one held-out item each). ``None`` when empty."""
+    out: dict[str, float | None] = {}
+    ranks = np.asarray(ranks, dtype=np.float64)
+    for k in ks:
+        hit = ranks < k
+        if len(ranks) == 0:
+            out.update({f"HR@{k}": None, f"NDCG@{k}": None, f"MRR@{k}": None})
+            continue
+        out[f"HR@{k}"] = float(hit.mean())
+        out[f"NDCG@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
+        out[f"MRR@{k}"] = float(np.where(hit, 1.0 / (ranks + 1.0), 0.0).mean())
+    return out
+
+
+def sampled_negatives(
+    full_history: Sequences, users: np.ndarray, n: int, n_items: int, seed: int, chunk: int = 4096
+) -> torch.Tensor:
+    """``(len(users), n)`` items each user never interacted with (in their *whole* sequence),
+    uniform with replacement, fixed by ``seed`` so every evaluation pass sees the same ones."""
+    gen = torch.Generator().manual_seed(seed)
+    parts = []
+    for start in range(0, len(users), chunk):
+        rows = users[start : start + chunk]
+        context = full_history.pad_left(rows, max_len=int(full_history.lengths.max()))
+        parts.append(sample_negatives(context, torch.arange(len(rows)), n, n_items, gen, max_rounds=64))
+    return torch.cat(parts) if parts else torch.zeros((0, n), dtype=torch.long)
+
+
+def exclude_items(scores: torch.Tensor, history: Sequences, rows: np.ndarray) -> None:
+    """Set the score of every item in each row's history to -inf, in place."""
+    lengths = history.lengths[rows]
+    items = history.items[ragged_index(history.offsets[rows], lengths)]
+    batch_rows = np.repeat(np.arange(len(rows)), lengths)
+    scores[torch.from_numpy(batch_rows), torch.from_numpy(items)] = float("-inf")
+
+
+@torch.inference_mode()
+def score_batches(
+    model: SequentialRecommender,
+    split: EvalSplit,
+    *,
+    exclude_history: bool = True,
+    batch_size: int = 1024,
+):
+    """Yield ``(positions, scores)`` for batches of ``split`` users, ``scores`` (B, n_items + 1).
+
+    Users are visited shortest history first so that each batch is padded as little as possible.
+    """
+    model.eval()
+    order = np.argsort(split.inputs.lengths, kind="stable")
+    for start in range(0, len(order), batch_size):
+        pos = order[start : start + batch_size]
+        scores = model.score_all(model.eval_input(split.inputs, pos))
+        if exclude_history:
+            exclude_items(scores, split.inputs, pos)
+        yield pos, scores
+
+
+def rank_targets(
+    model: SequentialRecommender,
+    split: EvalSplit,
+    *,
+    negatives: torch.Tensor | None = None,
+    exclude_history: bool = True,
+    batch_size: int = 1024,
+) -> dict[str, np.ndarray]:
+    """Pessimistic 0-based rank of every user's target: ``{"full": ranks}`` and, when fixed
+    ``negatives`` are given, ``"sampled"`` ranks among the target and its negatives too (both
+    protocols from one scoring pass)."""
+    full = np.empty(len(split), dtype=np.int64)
+    sampled = np.empty(len(split), dtype=np.int64) if negatives is not None else None
+    targets = torch.from_numpy(split.targets)
+    for pos, scores in score_batches(model, split, exclude_history=exclude_history, batch_size=batch_size):
+        target_scores = scores.gather(1, targets[pos].unsqueeze(1)).squeeze(1)
+        full[pos] = pessimistic_rank(scores, target_scores).numpy()
+        if sampled is not None:
+            # Candidates = target + its fixed negatives (never history items by construction).
+            candidates = torch.cat([target_scores.unsqueeze(1), scores.gather(1, negatives[pos])], dim=1)
+            sampled[pos] = pessimistic_rank(candidates, target_scores).numpy()
+    return {"full": full} if sampled is None else {"full": full, "sampled": sampled}
+
+
+def summarize(
+    ranks: np.ndarray, split: EvalSplit, groups: HeadTailGroups | None, ks: Sequence[int]
+) -> dict[str, object]:
+    """Overall metrics and, with ``groups``, the same per tail/head user and item group."""
+    result: dict[str, object] = {"users": int(len(ranks)), "overall": metrics_from_ranks(ranks, ks)}
+    if groups is not None:
+        tail_user = groups.tail_user[split.users]
+        tail_item = groups.tail_item[split.targets]
+        per_group = {}
+        for name, member in (
+            ("tail_user", tail_user),
+            ("head_user", ~tail_user),
+            ("tail_item", tail_item),
+            ("head_item", ~tail_item),
+        ):
+            per_group[name] = {"count": int(member.sum()), **metrics_from_ranks(ranks[member], ks)}
+        result["groups"] = per_group
+    return result
+
+
+def evaluate(
+    model: SequentialRecommender,
+    split: EvalSplit,
+    *,
+    groups: HeadTailGroups | None = None,
+    negatives: torch.Tensor | None = None,
+    ks: Sequence[int] = DEFAULT_KS,
+    exclude_history: bool = True,
+    batch_size: int = 1024,
+) -> dict[str, dict[str, object]]:
+    """Metrics per protocol: ``{"full": {...}, "sampled": {...}}`` (sampled only with ``negatives``)."""
+    ranks = rank_targets(model, split, negatives=negatives, exclude_history=exclude_history, batch_size=batch_size)
+    out = {}
+    for protocol, r in ranks.items():
+        detail = {"sampled_negatives": int(negatives.shape[1])} if protocol == "sampled" else {}
+        out[protocol] = {"protocol": protocol, **detail, "exclude_history": exclude_history,
+                         **summarize(r, split, groups, ks)}
+    return out
+
+
+@torch.no_grad()
+def top_k(
+    model: SequentialRecommender, split: EvalSplit, k: int, *, exclude_history: bool = True, batch_size: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(items, scores)`` of shape (len(split), k): the model's top-k per user, best first.
+
+    Excluded items (-inf) are never returned: their slots hold item 0 and score -inf when a user has
+    fewer than ``k`` candidates.
+    """
+    k = min(k, model.config.n_items)
+    items = np.zeros((len(split), k), dtype=np.int64)
+    values = np.full((len(split), k), -np.inf, dtype=np.float32)
+    for pos, scores in score_batches(model, split, exclude_history=exclude_history, batch_size=batch_size):
+        top = torch.topk(scores, k, dim=1)
+        keep = torch.isfinite(top.values)
+        items[pos] = torch.where(keep, top.indices, 0).numpy()
+        values[pos] = top.values.numpy()
+    return items, values

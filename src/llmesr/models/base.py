@@ -1,0 +1,154 @@
+"""What every sequential recommender in llmesr shares.
+
+A model is an item table plus a *backbone*: ``embed`` (scale, positions, dropout) followed by an
+``encoder`` mapping "embedded sequence + padding mask -> hidden states". Keeping the two apart is
+what lets LLM-ESR and the baselines feed the same backbone other input embeddings.
+
+Batches are left-padded with 0 and only as wide as their longest row, so the last column is always
+the most recent item. Positions count from each row's first real item, which makes outputs
+independent of how much padding a batch happens to have.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from llmesr.data.sequences import Sequences
+from llmesr.models.losses import LOSSES, ranking_loss, sample_negatives
+
+
+@dataclass
+class BackboneConfig:
+    """Fields every backbone understands; each model's own config extends this."""
+
+    n_items: int
+    max_len: int = 50
+    hidden_size: int = 64
+    dropout: float = 0.5
+    loss: str = "bce"
+    negatives: int = 1
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
+        if self.negatives < 1:
+            raise ValueError("negatives must be >= 1")
+        if self.max_len < 2 or self.hidden_size < 1 or self.n_items < 1:
+            raise ValueError("max_len >= 2, hidden_size >= 1 and n_items >= 1 are required")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> BackboneConfig:
+        """Build from a flat dict that may hold keys for other components; unknown ones are ignored
+        here (the run config has already rejected keys nobody knows)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def positions_from_start(mask: torch.Tensor) -> torch.Tensor:
+    """Position of every column counted from the row's first real item (pads get 0)."""
+    return (mask.long().cumsum(1) - 1).clamp(min=0)
+
+
+class SequentialRecommender(nn.Module):
+    """Base class: item table, scoring, the training-loss plumbing and batch preparation."""
+
+    config: BackboneConfig
+    uses_positions = True
+
+    def __init__(self, config: BackboneConfig, n_item_rows: int | None = None) -> None:
+        super().__init__()
+        self.config = config
+        h = config.hidden_size
+        self.item_emb = nn.Embedding(n_item_rows or config.n_items + 1, h, padding_idx=0)
+        self.pos_emb = nn.Embedding(config.max_len, h) if self.uses_positions else None
+        self.emb_dropout = nn.Dropout(config.dropout)
+
+    # ---- backbone: embedded sequence + mask -> hidden states --------------------------------
+    def embed(self, vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Scale by sqrt(h) (keeps item and position signals on a similar scale), add positions, dropout."""
+        x = vectors * math.sqrt(self.config.hidden_size)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(positions_from_start(mask))
+        return self.emb_dropout(x * mask.unsqueeze(-1))
+
+    def encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def hidden_states(self, seq: torch.Tensor) -> torch.Tensor:
+        mask = seq > 0
+        return self.encode(self.embed(self.item_emb(seq), mask), mask)
+
+    # ---- scoring ----------------------------------------------------------------------------
+    def item_table(self) -> torch.Tensor:
+        """(n_items + 1, d) output item vectors; row 0 is padding."""
+        return self.item_emb.weight[: self.config.n_items + 1]
+
+    def item_bias(self) -> torch.Tensor | None:
+        return None
+
+    def user_vectors(self, seq: torch.Tensor) -> torch.Tensor:
+        """(B, d) representation of each (left-padded) history: the last position's hidden state."""
+        return self.hidden_states(seq)[:, -1]
+
+    def score_all(self, seq: torch.Tensor) -> torch.Tensor:
+        """(B, n_items + 1) scores; column 0 (padding) is -inf so it can never be recommended."""
+        scores = self.user_vectors(seq) @ self.item_table().T
+        bias = self.item_bias()
+        if bias is not None:
+            scores = scores + bias
+        scores[:, 0] = float("-inf")
+        return scores
+
+    # ---- batches ----------------------------------------------------------------------------
+    def train_input(self, train: Sequences, rows: np.ndarray) -> torch.Tensor:
+        """Next-item models read ``max_len`` inputs plus the target that follows the last one."""
+        return train.pad_left(rows, self.config.max_len + 1)
+
+    def eval_input(self, history: Sequences, rows: np.ndarray) -> torch.Tensor:
+        return history.pad_left(rows, self.config.max_len)
+
+    # ---- training ---------------------------------------------------------------------------
+    def loss(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Next-item loss with every position a target (SASRec / GRU4Rec style)."""
+        inputs, targets = batch[:, :-1], batch[:, 1:]
+        trained = (inputs > 0) & (targets > 0)
+        hidden = self.hidden_states(inputs)
+        return self.loss_at(hidden[trained], targets[trained], batch, trained.nonzero()[:, 0], generator)
+
+    def loss_at(
+        self,
+        queries: torch.Tensor,
+        targets: torch.Tensor,
+        context: torch.Tensor,
+        row_of: torch.Tensor,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """Loss of ``queries`` against their ``targets``; negatives avoid the query's row of ``context``."""
+        cfg = self.config
+        negs = None
+        if cfg.loss != "ce":
+            negs = sample_negatives(context, row_of, cfg.negatives, cfg.n_items, generator)
+        return ranking_loss(queries, targets, self.item_table(), self.item_bias(), cfg.loss, negs)
+
+    def init_weights(self) -> None:
+        """Truncated-normal-free BERT-style init (as RecBole): small normal weights, zero biases."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=self.config.init_std)
+                if isinstance(module, nn.Linear) and module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        with torch.no_grad():
+            self.item_emb.weight[0].zero_()

@@ -1,0 +1,196 @@
+"""Training loop: Adam, early stopping on validation, best + last checkpoints, exact resume.
+
+Determinism: every source of randomness in epoch ``e`` (batch order, negatives, masks, dropout)
+is seeded from ``(seed, e)``, so an interrupted run resumed from its last checkpoint follows
+exactly the path of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from llmesr.checkpoint import load_checkpoint, save_checkpoint
+from llmesr.config import ConfigError, RunConfig
+from llmesr.data.batching import epoch_batches
+from llmesr.data.formats import detect_format
+from llmesr.data.dataset import SequenceDataset, load_dataset, resolve_data_path
+from llmesr.data.groups import HeadTailGroups, groups_from_preset
+from llmesr.data.split import Split, make_split
+from llmesr.evaluation import evaluate, rank_targets, sampled_negatives, summarize
+from llmesr.io import append_jsonl, atomic_write_json, atomic_write_text
+from llmesr.models import SequentialRecommender, build_model, model_config
+
+
+@dataclass
+class RunData:
+    dataset: SequenceDataset
+    split: Split
+    groups: HeadTailGroups
+    negatives: dict[str, torch.Tensor]  # fixed sampled-protocol negatives per evaluation split
+
+    def dataset_info(self) -> dict:
+        return {**self.dataset.describe(), "fingerprint": self.dataset.fingerprint(), "split": self.split.protocol,
+                "groups": self.groups.describe()}
+
+
+def prepare_data(cfg: RunConfig) -> RunData:
+    path = resolve_data_path(cfg.data)
+    fmt = detect_format(path) if cfg.data_format == "auto" else cfg.data_format
+    table = {"user_col": cfg.user_col, "item_col": cfg.item_col, "time_col": cfg.time_col}
+    dataset = load_dataset(path, kcore=cfg.kcore, format=fmt, **(table if fmt == "table" else {}))
+    split = make_split(dataset, cfg.split)
+    groups = groups_from_preset(split.train, dataset.n_items, cfg.groups)
+    negatives = {
+        name: sampled_negatives(dataset.sequences, split.eval_split(name).users, cfg.sampled_negatives,
+                                dataset.n_items, seed=cfg.negatives_seed + i)
+        for i, name in enumerate(("valid", "test"))
+    }
+    return RunData(dataset, split, groups, negatives)
+
+
+def create_model(cfg: RunConfig, n_items: int) -> SequentialRecommender:
+    torch.manual_seed(cfg.seed)
+    try:
+        mcfg = model_config(cfg.model, {"n_items": n_items, **cfg.model_settings()})
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"model {cfg.model!r}: {err}") from None
+    return build_model(cfg.model, mcfg)
+
+
+def model_from_checkpoint(path: Path, fingerprint: str | None = None) -> SequentialRecommender:
+    ckpt = load_checkpoint(path, fingerprint=fingerprint)
+    model = build_model(ckpt["model"], model_config(ckpt["model"], ckpt["model_config"]))
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    return model
+
+
+def evaluate_model(model: SequentialRecommender, data: RunData, cfg: RunConfig, name: str) -> dict:
+    return evaluate(model, data.split.eval_split(name), groups=data.groups, negatives=data.negatives[name],
+                    ks=cfg.ks, exclude_history=cfg.exclude_history, batch_size=cfg.eval_batch_size)
+
+
+class Trainer:
+    """Trains ``cfg.model`` into ``out_dir``; rerunning on the same folder resumes."""
+
+    def __init__(self, cfg: RunConfig, data: RunData, out_dir: Path) -> None:
+        self.cfg, self.data, self.out = cfg, data, Path(out_dir)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.model = create_model(cfg, data.dataset.n_items)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        train = data.split.train
+        self.train_rows = np.flatnonzero(train.lengths >= 2)  # one input and one target at least
+        if len(self.train_rows) == 0:
+            raise ConfigError("no user has two training interactions: nothing to train on")
+        self.epoch, self.best_score, self.best_epoch, self.bad_evals = 0, -1.0, 0, 0
+
+    # ---- files ------------------------------------------------------------------------------
+    def _checkpoint_meta(self) -> dict:
+        return {"model_name": self.cfg.model, "model_config": self.model.config.to_dict(),
+                "dataset": {"name": self.data.dataset.name, "fingerprint": self.data.dataset.fingerprint()}}
+
+    def _save_last(self) -> None:
+        save_checkpoint(self.out / "last.pt", state_dict=self.model.state_dict(), **self._checkpoint_meta(), extra={
+            "optimizer": self.optimizer.state_dict(),
+            "progress": {"epoch": self.epoch, "best_score": self.best_score, "best_epoch": self.best_epoch,
+                         "bad_evals": self.bad_evals},
+        })
+
+    def _resume(self) -> bool:
+        last = self.out / "last.pt"
+        if not last.exists():
+            return False
+        ckpt = load_checkpoint(last, fingerprint=self.data.dataset.fingerprint())
+        if ckpt["model"] != self.cfg.model or ckpt["model_config"] != self.model.config.to_dict():
+            raise ConfigError(f"{last} holds a different model configuration; use a new --out folder")
+        self.model.load_state_dict(ckpt["state_dict"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        p = ckpt["progress"]
+        self.epoch, self.best_score, self.best_epoch, self.bad_evals = (
+            p["epoch"], p["best_score"], p["best_epoch"], p["bad_evals"])
+        return True
+
+    def _start(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.out / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        atomic_write_json(self.out / "dataset.json", self.data.dataset_info())
+        if not self._resume():
+            (self.out / "log.jsonl").unlink(missing_ok=True)
+
+    # ---- loop -------------------------------------------------------------------------------
+    def train_epoch(self) -> float:
+        cfg, model = self.cfg, self.model
+        seed = [cfg.seed, self.epoch]
+        torch.manual_seed(np.random.SeedSequence(seed).generate_state(1)[0])  # dropout
+        gen = torch.Generator().manual_seed(int(np.random.SeedSequence(seed + [1]).generate_state(1)[0]))
+        lengths = np.minimum(self.data.split.train.lengths, model.config.max_len + 1)
+        batches = epoch_batches(self.train_rows, lengths, cfg.batch_size, np.random.default_rng(seed),
+                                bucket=cfg.bucket_batches)
+        model.train()
+        total = 0.0
+        bar = tqdm(batches, desc=f"epoch {self.epoch + 1}", leave=False, disable=not cfg.progress)
+        for rows in bar:
+            loss = model.loss(model.train_input(self.data.split.train, rows), gen)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.item()
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        return total / len(batches)
+
+    def validate(self) -> dict:
+        split = self.data.split.valid
+        ranks = rank_targets(self.model, split, exclude_history=self.cfg.exclude_history,
+                             batch_size=self.cfg.eval_batch_size)["full"]
+        return summarize(ranks, split, None, self.cfg.ks)["overall"]
+
+    def fit(self) -> dict:
+        self._start()
+        cfg = self.cfg
+        while self.epoch < cfg.epochs and self.bad_evals < cfg.patience:
+            t0 = time.perf_counter()
+            loss = self.train_epoch()
+            self.epoch += 1
+            record = {"epoch": self.epoch, "loss": loss, "train_seconds": time.perf_counter() - t0}
+            if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
+                valid = self.validate()
+                if cfg.select_metric not in valid:
+                    raise ConfigError(f"select_metric {cfg.select_metric!r} is not computed (ks={cfg.ks})")
+                score = valid[cfg.select_metric]
+                record["valid"] = valid
+                if score > self.best_score:
+                    self.best_score, self.best_epoch, self.bad_evals = score, self.epoch, 0
+                    save_checkpoint(self.out / "best.pt", state_dict=self.model.state_dict(),
+                                    **self._checkpoint_meta(), extra={"epoch": self.epoch})
+                else:
+                    self.bad_evals += 1
+            append_jsonl(self.out / "log.jsonl", record)
+            self._save_last()
+            if cfg.progress:
+                v = record.get("valid", {})
+                tqdm.write(f"epoch {self.epoch}: loss {loss:.4f}  valid {cfg.select_metric} "
+                           f"{v.get(cfg.select_metric, float('nan')):.4f}  best {self.best_score:.4f} "
+                           f"@ {self.best_epoch}  ({record['train_seconds']:.1f}s)")
+        return self.finish()
+
+    def finish(self) -> dict:
+        """Evaluate the best checkpoint on validation and test under both protocols -> metrics.json."""
+        model = model_from_checkpoint(self.out / "best.pt", self.data.dataset.fingerprint())
+        metrics = {
+            "model": self.cfg.model,
+            "best_epoch": self.best_epoch,
+            "epochs_trained": self.epoch,
+            "dataset": self.data.dataset_info(),
+            "valid": evaluate_model(model, self.data, self.cfg, "valid"),
+            "test": evaluate_model(model, self.data, self.cfg, "test"),
+        }
+        atomic_write_json(self.out / "metrics.json", metrics)
+        return metrics
