@@ -17,16 +17,26 @@ class CheckpointError(ValueError):
     pass
 
 
-def save_checkpoint(path: Path, *, model_name: str, model_config: dict, state_dict: dict, dataset: dict,
-                    extra: dict[str, Any] | None = None) -> None:
-    atomic_torch_save(path, {
-        "format": FORMAT,
-        "model": model_name,
-        "model_config": model_config,
-        "state_dict": state_dict,
-        "dataset": dataset,
-        **(extra or {}),
-    })
+def save_checkpoint(
+    path: Path,
+    *,
+    model_name: str,
+    model_config: dict,
+    state_dict: dict,
+    dataset: dict,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    atomic_torch_save(
+        path,
+        {
+            "format": FORMAT,
+            "model": model_name,
+            "model_config": model_config,
+            "state_dict": state_dict,
+            "dataset": dataset,
+            **(extra or {}),
+        },
+    )
 
 
 def load_checkpoint(path: Path, *, fingerprint: str | None = None) -> dict[str, Any]:
@@ -37,7 +47,9 @@ def load_checkpoint(path: Path, *, fingerprint: str | None = None) -> dict[str, 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing to a user
-        raise CheckpointError(f"{path}: not a readable llmesr checkpoint ({type(err).__name__}: {err})") from None
+        raise CheckpointError(
+            f"{path}: not a readable llmesr checkpoint ({type(err).__name__}: {err})"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an llmesr checkpoint (format {FORMAT!r} expected)")
     if fingerprint is not None and ckpt["dataset"].get("fingerprint") != fingerprint:

@@ -26,8 +26,14 @@ USER_ERRORS = (DataFormatError, ConfigError, CheckpointError, FileNotFoundError,
 
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", action="append", type=Path, default=[], help="YAML config file (repeatable)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config key, e.g. --set loss=ce (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key, e.g. --set loss=ce (repeatable)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,8 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="re-evaluate a run's best checkpoint and print metrics.json")
     p.add_argument("run", type=Path)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="evaluation settings, e.g. --set exclude_history=false --set groups=beauty_paper")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="evaluation settings, e.g. --set exclude_history=false --set groups=beauty_paper",
+    )
 
     p = sub.add_parser("recommend", help="export each evaluated user's top-k list with original ids")
     p.add_argument("run", type=Path)
@@ -61,18 +73,25 @@ def load_run_config(run: Path, overrides: list[str] = ()) -> RunConfig:
     if not path.exists():
         raise ConfigError(f"{run} is not a run folder (no config.yaml)")
     values = yaml.safe_load(path.read_text())
-    return apply_overrides(apply_overrides(RunConfig(), values, str(path)), parse_set(list(overrides)), "--set")
+    return apply_overrides(
+        apply_overrides(RunConfig(), values, str(path)), parse_set(list(overrides)), "--set"
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from llmesr.training import Trainer, prepare_data
 
-    cfg = resolve_config(args.config, args.overrides, data=args.data, model=args.model, epochs=args.epochs,
-                         seed=args.seed)
+    cfg = resolve_config(
+        args.config, args.overrides, data=args.data, model=args.model, epochs=args.epochs, seed=args.seed
+    )
     data = prepare_data(cfg)  # fails before anything is written if the data is bad
     metrics = Trainer(cfg, data, args.out).fit()
-    print(json.dumps({split: {p: m["overall"] for p, m in metrics[split].items()} for split in ("valid", "test")},
-                     indent=2))
+    print(
+        json.dumps(
+            {split: {p: m["overall"] for p, m in metrics[split].items()} for split in ("valid", "test")},
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -82,11 +101,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = load_run_config(args.run, args.overrides)
     data = prepare_data(cfg)
     model = model_from_checkpoint(args.run / "best.pt", data.dataset.fingerprint())
-    metrics = {"model": cfg.model, "dataset": data.dataset_info(),
-               "valid": evaluate_model(model, data, cfg, "valid"), "test": evaluate_model(model, data, cfg, "test")}
+    metrics = {
+        "model": cfg.model,
+        "dataset": data.dataset_info(),
+        "valid": evaluate_model(model, data, cfg, "valid"),
+        "test": evaluate_model(model, data, cfg, "test"),
+    }
     if not args.overrides:
-        atomic_write_json(args.run / "metrics.json", {**json.loads((args.run / "metrics.json").read_text()), **metrics}
-                          if (args.run / "metrics.json").exists() else metrics)
+        atomic_write_json(
+            args.run / "metrics.json",
+            {**json.loads((args.run / "metrics.json").read_text()), **metrics}
+            if (args.run / "metrics.json").exists()
+            else metrics,
+        )
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -100,16 +127,19 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     data = prepare_data(cfg)
     model = model_from_checkpoint(args.run / "best.pt", data.dataset.fingerprint())
     split = data.split.eval_split(args.split)
-    items, scores = top_k(model, split, args.k, exclude_history=not args.include_history,
-                          batch_size=cfg.eval_batch_size)
+    items, scores = top_k(
+        model, split, args.k, exclude_history=not args.include_history, batch_size=cfg.eval_batch_size
+    )
     k = items.shape[1]
     keep = items.ravel() > 0
-    frame = pd.DataFrame({
-        "user_id": np.repeat(data.dataset.user_ids[split.users], k)[keep],
-        "rank": np.tile(np.arange(1, k + 1), len(split))[keep],
-        "item_id": data.dataset.item_ids[items.ravel()][keep],
-        "score": scores.ravel()[keep],
-    })
+    frame = pd.DataFrame(
+        {
+            "user_id": np.repeat(data.dataset.user_ids[split.users], k)[keep],
+            "rank": np.tile(np.arange(1, k + 1), len(split))[keep],
+            "item_id": data.dataset.item_ids[items.ravel()][keep],
+            "score": scores.ravel()[keep],
+        }
+    )
     atomic_write_text(args.out, frame.to_csv(index=False))
     print(f"wrote {len(frame):,} rows for {len(split):,} users to {args.out}")
     return 0

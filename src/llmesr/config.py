@@ -68,8 +68,20 @@ class RunConfig:
 
     def model_settings(self) -> dict[str, Any]:
         """Model hyper-parameters that were set explicitly (``None`` = model default)."""
-        names = ("max_len", "hidden_size", "num_layers", "num_heads", "inner_size", "dropout", "attn_dropout",
-                 "causal", "loss", "negatives", "mask_prob", "init_std")
+        names = (
+            "max_len",
+            "hidden_size",
+            "num_layers",
+            "num_heads",
+            "inner_size",
+            "dropout",
+            "attn_dropout",
+            "causal",
+            "loss",
+            "negatives",
+            "mask_prob",
+            "init_std",
+        )
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 
@@ -90,7 +102,8 @@ def _coerce(key: str, value: Any) -> Any:
         "int": isinstance(value, int) and not isinstance(value, bool),
         "float": isinstance(value, (int, float)) and not isinstance(value, bool),
         "bool": isinstance(value, bool),
-        "list[int]": isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
+        "list[int]": isinstance(value, list)
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
     }[base]
     if not ok:
         raise ConfigError(f"config key {key!r} expects {base}, got {value!r}")
@@ -100,7 +113,9 @@ def _coerce(key: str, value: Any) -> Any:
 def apply_overrides(config: RunConfig, values: dict[str, Any], source: str) -> RunConfig:
     unknown = sorted(set(values) - set(_TYPES))
     if unknown:
-        raise ConfigError(f"{source}: unknown config key {unknown[0]!r} (known keys: {', '.join(sorted(_TYPES))})")
+        raise ConfigError(
+            f"{source}: unknown config key {unknown[0]!r} (known keys: {', '.join(sorted(_TYPES))})"
+        )
     return dataclasses.replace(config, **{k: _coerce(k, v) for k, v in values.items()})
 
 

@@ -28,8 +28,9 @@ DEFAULT_KS = (5, 10, 20)
 def pessimistic_rank(scores: torch.Tensor, target_scores: torch.Tensor) -> torch.Tensor:
     """0-based rank of each target among ``scores`` (which include the target itself): every item
     scored higher *or equal* counts as ahead of it."""
-    # One comparison pass: items scored >= the target, minus the target itself.
-    return ((scores >= target_scores.unsqueeze(1)).sum(1) - 1).clamp(min=0)
+    # One comparison pass: every item *not strictly below* the target is ahead of it (minus the
+    # target itself). Written as ~(<) so that NaN scores count against the target, never for it.
+    return (~(scores < target_scores.unsqueeze(1))).sum(1) - 1
 
 
 def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int]) -> dict[str, float | None]:
@@ -146,18 +147,29 @@ def evaluate(
     batch_size: int = 1024,
 ) -> dict[str, dict[str, object]]:
     """Metrics per protocol: ``{"full": {...}, "sampled": {...}}`` (sampled only with ``negatives``)."""
-    ranks = rank_targets(model, split, negatives=negatives, exclude_history=exclude_history, batch_size=batch_size)
+    ranks = rank_targets(
+        model, split, negatives=negatives, exclude_history=exclude_history, batch_size=batch_size
+    )
     out = {}
     for protocol, r in ranks.items():
         detail = {"sampled_negatives": int(negatives.shape[1])} if protocol == "sampled" else {}
-        out[protocol] = {"protocol": protocol, **detail, "exclude_history": exclude_history,
-                         **summarize(r, split, groups, ks)}
+        out[protocol] = {
+            "protocol": protocol,
+            **detail,
+            "exclude_history": exclude_history,
+            **summarize(r, split, groups, ks),
+        }
     return out
 
 
 @torch.no_grad()
 def top_k(
-    model: SequentialRecommender, split: EvalSplit, k: int, *, exclude_history: bool = True, batch_size: int = 1024
+    model: SequentialRecommender,
+    split: EvalSplit,
+    k: int,
+    *,
+    exclude_history: bool = True,
+    batch_size: int = 1024,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(items, scores)`` of shape (len(split), k): the model's top-k per user, best first.
 

@@ -19,8 +19,8 @@ from tqdm.auto import tqdm
 from llmesr.checkpoint import load_checkpoint, save_checkpoint
 from llmesr.config import ConfigError, RunConfig
 from llmesr.data.batching import epoch_batches
-from llmesr.data.formats import detect_format
 from llmesr.data.dataset import SequenceDataset, load_dataset, resolve_data_path
+from llmesr.data.formats import detect_format
 from llmesr.data.groups import HeadTailGroups, groups_from_preset
 from llmesr.data.split import Split, make_split
 from llmesr.evaluation import evaluate, rank_targets, sampled_negatives, summarize
@@ -36,8 +36,12 @@ class RunData:
     negatives: dict[str, torch.Tensor]  # fixed sampled-protocol negatives per evaluation split
 
     def dataset_info(self) -> dict:
-        return {**self.dataset.describe(), "fingerprint": self.dataset.fingerprint(), "split": self.split.protocol,
-                "groups": self.groups.describe()}
+        return {
+            **self.dataset.describe(),
+            "fingerprint": self.dataset.fingerprint(),
+            "split": self.split.protocol,
+            "groups": self.groups.describe(),
+        }
 
 
 def prepare_data(cfg: RunConfig) -> RunData:
@@ -48,8 +52,13 @@ def prepare_data(cfg: RunConfig) -> RunData:
     split = make_split(dataset, cfg.split)
     groups = groups_from_preset(split.train, dataset.n_items, cfg.groups)
     negatives = {
-        name: sampled_negatives(dataset.sequences, split.eval_split(name).users, cfg.sampled_negatives,
-                                dataset.n_items, seed=cfg.negatives_seed + i)
+        name: sampled_negatives(
+            dataset.sequences,
+            split.eval_split(name).users,
+            cfg.sampled_negatives,
+            dataset.n_items,
+            seed=cfg.negatives_seed + i,
+        )
         for i, name in enumerate(("valid", "test"))
     }
     return RunData(dataset, split, groups, negatives)
@@ -73,8 +82,15 @@ def model_from_checkpoint(path: Path, fingerprint: str | None = None) -> Sequent
 
 
 def evaluate_model(model: SequentialRecommender, data: RunData, cfg: RunConfig, name: str) -> dict:
-    return evaluate(model, data.split.eval_split(name), groups=data.groups, negatives=data.negatives[name],
-                    ks=cfg.ks, exclude_history=cfg.exclude_history, batch_size=cfg.eval_batch_size)
+    return evaluate(
+        model,
+        data.split.eval_split(name),
+        groups=data.groups,
+        negatives=data.negatives[name],
+        ks=cfg.ks,
+        exclude_history=cfg.exclude_history,
+        batch_size=cfg.eval_batch_size,
+    )
 
 
 class Trainer:
@@ -94,15 +110,27 @@ class Trainer:
 
     # ---- files ------------------------------------------------------------------------------
     def _checkpoint_meta(self) -> dict:
-        return {"model_name": self.cfg.model, "model_config": self.model.config.to_dict(),
-                "dataset": {"name": self.data.dataset.name, "fingerprint": self.data.dataset.fingerprint()}}
+        return {
+            "model_name": self.cfg.model,
+            "model_config": self.model.config.to_dict(),
+            "dataset": {"name": self.data.dataset.name, "fingerprint": self.data.dataset.fingerprint()},
+        }
 
     def _save_last(self) -> None:
-        save_checkpoint(self.out / "last.pt", state_dict=self.model.state_dict(), **self._checkpoint_meta(), extra={
-            "optimizer": self.optimizer.state_dict(),
-            "progress": {"epoch": self.epoch, "best_score": self.best_score, "best_epoch": self.best_epoch,
-                         "bad_evals": self.bad_evals},
-        })
+        save_checkpoint(
+            self.out / "last.pt",
+            state_dict=self.model.state_dict(),
+            **self._checkpoint_meta(),
+            extra={
+                "optimizer": self.optimizer.state_dict(),
+                "progress": {
+                    "epoch": self.epoch,
+                    "best_score": self.best_score,
+                    "best_epoch": self.best_epoch,
+                    "bad_evals": self.bad_evals,
+                },
+            },
+        )
 
     def _resume(self) -> bool:
         last = self.out / "last.pt"
@@ -115,7 +143,11 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         p = ckpt["progress"]
         self.epoch, self.best_score, self.best_epoch, self.bad_evals = (
-            p["epoch"], p["best_score"], p["best_epoch"], p["bad_evals"])
+            p["epoch"],
+            p["best_score"],
+            p["best_epoch"],
+            p["bad_evals"],
+        )
         return True
 
     def _start(self) -> None:
@@ -132,8 +164,9 @@ class Trainer:
         torch.manual_seed(np.random.SeedSequence(seed).generate_state(1)[0])  # dropout
         gen = torch.Generator().manual_seed(int(np.random.SeedSequence(seed + [1]).generate_state(1)[0]))
         lengths = np.minimum(self.data.split.train.lengths, model.config.max_len + 1)
-        batches = epoch_batches(self.train_rows, lengths, cfg.batch_size, np.random.default_rng(seed),
-                                bucket=cfg.bucket_batches)
+        batches = epoch_batches(
+            self.train_rows, lengths, cfg.batch_size, np.random.default_rng(seed), bucket=cfg.bucket_batches
+        )
         model.train()
         total = 0.0
         bar = tqdm(batches, desc=f"epoch {self.epoch + 1}", leave=False, disable=not cfg.progress)
@@ -148,8 +181,9 @@ class Trainer:
 
     def validate(self) -> dict:
         split = self.data.split.valid
-        ranks = rank_targets(self.model, split, exclude_history=self.cfg.exclude_history,
-                             batch_size=self.cfg.eval_batch_size)["full"]
+        ranks = rank_targets(
+            self.model, split, exclude_history=self.cfg.exclude_history, batch_size=self.cfg.eval_batch_size
+        )["full"]
         return summarize(ranks, split, None, self.cfg.ks)["overall"]
 
     def fit(self) -> dict:
@@ -168,17 +202,22 @@ class Trainer:
                 record["valid"] = valid
                 if score > self.best_score:
                     self.best_score, self.best_epoch, self.bad_evals = score, self.epoch, 0
-                    save_checkpoint(self.out / "best.pt", state_dict=self.model.state_dict(),
-                                    **self._checkpoint_meta(), extra={"epoch": self.epoch})
+                    save_checkpoint(
+                        self.out / "best.pt",
+                        state_dict=self.model.state_dict(),
+                        **self._checkpoint_meta(),
+                        extra={"epoch": self.epoch},
+                    )
                 else:
                     self.bad_evals += 1
             append_jsonl(self.out / "log.jsonl", record)
             self._save_last()
-            if cfg.progress:
-                v = record.get("valid", {})
-                tqdm.write(f"epoch {self.epoch}: loss {loss:.4f}  valid {cfg.select_metric} "
-                           f"{v.get(cfg.select_metric, float('nan')):.4f}  best {self.best_score:.4f} "
-                           f"@ {self.best_epoch}  ({record['train_seconds']:.1f}s)")
+            v = record.get("valid", {})
+            tqdm.write(
+                f"epoch {self.epoch}: loss {loss:.4f}  valid {cfg.select_metric} "
+                f"{v.get(cfg.select_metric, float('nan')):.4f}  best {self.best_score:.4f} "
+                f"@ {self.best_epoch}  ({record['train_seconds']:.1f}s)"
+            )
         return self.finish()
 
     def finish(self) -> dict:

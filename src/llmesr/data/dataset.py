@@ -118,7 +118,9 @@ def build_dataset(log: InteractionLog, name: str, *, kcore: int = 0) -> Sequence
     )
 
 
-def load_dataset(path: str | Path, *, kcore: int = 0, format: str = "auto", **table_kwargs) -> SequenceDataset:
+def load_dataset(
+    path: str | Path, *, kcore: int = 0, format: str = "auto", **table_kwargs
+) -> SequenceDataset:
     """Read any supported format (see :func:`llmesr.data.formats.read_dataset`) and remap ids."""
     path = Path(path)
     log = read_dataset(path, format=format, **table_kwargs)
@@ -135,7 +137,11 @@ def resolve_data_path(name_or_path: str) -> Path:
     if path.exists():
         return path
     roots = [Path(p) for p in os.environ.get("LLMESR_DATA_DIR", "").split(os.pathsep) if p]
-    roots += [Path("data"), Path("..") / "shared" / "data", Path(__file__).resolve().parents[4] / "shared" / "data"]
+    roots += [
+        Path("data"),
+        Path("..") / "shared" / "data",
+        Path(__file__).resolve().parents[4] / "shared" / "data",
+    ]
     for root in roots:
         if (root / name_or_path).exists():
             return root / name_or_path

@@ -20,7 +20,12 @@ RULES = ("pareto", "threshold")
 # the default and why empty groups are reported as such.
 PRESETS: dict[str, dict[str, object]] = {
     "pareto": {"user_rule": "pareto", "item_rule": "pareto"},
-    "beauty_paper": {"user_rule": "threshold", "user_threshold": 9, "item_rule": "threshold", "item_threshold": 4},
+    "beauty_paper": {
+        "user_rule": "threshold",
+        "user_threshold": 9,
+        "item_rule": "threshold",
+        "item_threshold": 4,
+    },
 }
 
 

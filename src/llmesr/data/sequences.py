@@ -74,6 +74,8 @@ class Sequences:
         ends = self.offsets[rows + 1]
         lengths = np.minimum(ends - self.offsets[rows], max_len)
         width = max(int(lengths.max(initial=0)), 1)
+        if self.items.size == 0:  # nothing to gather from (e.g. an all-empty training split)
+            return torch.zeros((len(rows), width + extra), dtype=torch.long)
         cols = np.arange(width)
         pad = width - lengths  # leading zeros per row
         src = ends[:, None] - width + cols[None, :]

@@ -88,7 +88,9 @@ def global_time(data: SequenceDataset, valid_fraction: float = 0.1, test_fractio
 
     def eval_at(n_before: np.ndarray, has_target: np.ndarray) -> EvalSplit:
         users = np.flatnonzero(has_target & (n_before > 0))
-        return EvalSplit(users, _prefixes(seqs, users, n_before[users]), seqs.items[seqs.offsets[users] + n_before[users]])
+        return EvalSplit(
+            users, _prefixes(seqs, users, n_before[users]), seqs.items[seqs.offsets[users] + n_before[users]]
+        )
 
     valid = eval_at(n_before_valid, n_before_test > n_before_valid)
     test = eval_at(n_before_test, seqs.lengths > n_before_test)

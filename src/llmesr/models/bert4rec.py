@@ -58,7 +58,13 @@ class BERT4Rec(SequentialRecommender):
         self.mask_token = config.n_items + 1
         h = config.hidden_size
         self.encoder = TransformerEncoder(
-            h, config.num_layers, config.num_heads, config.inner_size, config.dropout, config.attn_dropout, causal=False
+            h,
+            config.num_layers,
+            config.num_heads,
+            config.inner_size,
+            config.dropout,
+            config.attn_dropout,
+            causal=False,
         )
         # The original output head: a dense + GELU + LayerNorm transform and a per-item bias.
         self.head = nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.LayerNorm(h))

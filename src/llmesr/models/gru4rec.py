@@ -42,7 +42,9 @@ class GRUEncoder(nn.Module):
         cols = torch.arange(length, device=x.device).unsqueeze(0)
         to_right = (cols + pad.unsqueeze(1)).clamp(max=length - 1)
         right = x.gather(1, to_right.unsqueeze(-1).expand(-1, -1, h))
-        packed = pack_padded_sequence(right, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        packed = pack_padded_sequence(
+            right, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+        )
         out, _ = self.gru(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=length)
         to_left = (cols - pad.unsqueeze(1)).clamp(min=0)

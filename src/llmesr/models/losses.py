@@ -63,11 +63,12 @@ def ranking_loss(
     ``item_table`` is (n_items + 1, d) with row 0 = padding, which is never a valid answer.
     """
     if kind == "ce":
-        logits = queries @ item_table.T
+        # Score real items only (rows 1..N): cheaper than masking the padding column in place,
+        # which makes autograd copy the whole (M, N) logit matrix.
+        logits = queries @ item_table[1:].T
         if item_bias is not None:
-            logits = logits + item_bias
-        logits[:, 0] = float("-inf")
-        return F.cross_entropy(logits, targets)
+            logits = logits + item_bias[1:]
+        return F.cross_entropy(logits, targets - 1)
     if negatives is None:
         raise ValueError(f"loss {kind!r} needs sampled negatives")
     pos = (queries * item_table[targets]).sum(-1)

@@ -44,7 +44,14 @@ class TransformerEncoder(nn.Module):
     """Embedded sequence (B, L, h) + padding mask (B, L) -> hidden states (B, L, h)."""
 
     def __init__(
-        self, hidden: int, layers: int, heads: int, inner: int, dropout: float, attn_dropout: float, causal: bool
+        self,
+        hidden: int,
+        layers: int,
+        heads: int,
+        inner: int,
+        dropout: float,
+        attn_dropout: float,
+        causal: bool,
     ) -> None:
         super().__init__()
         self.causal = causal
