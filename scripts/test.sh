@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Run the test suite (and the linter) in the project's own environment.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+.venv/bin/ruff check src tests benchmarks
+.venv/bin/python -m pytest "$@"
