@@ -11,15 +11,40 @@ import pytest
 from conftest import write_sequences_dir
 from llmesr.cli import main
 
-FAST = ["--set", "max_len=10", "--set", "hidden_size=16", "--set", "batch_size=16", "--set", "progress=false",
-        "--set", "sampled_negatives=5"]
+FAST = [
+    "--set",
+    "max_len=10",
+    "--set",
+    "hidden_size=16",
+    "--set",
+    "batch_size=16",
+    "--set",
+    "progress=false",
+    "--set",
+    "sampled_negatives=5",
+]
 
 
 @pytest.fixture
 def trained_run(patterned_dir, tmp_path):
     run = tmp_path / "run"
-    assert main(["train", "--data", str(patterned_dir), "--model", "sasrec", "--out", str(run), "--epochs", "3",
-                 *FAST]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(patterned_dir),
+                "--model",
+                "sasrec",
+                "--out",
+                str(run),
+                "--epochs",
+                "3",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     return run
 
 
@@ -53,8 +78,23 @@ def test_evaluate_recomputes_the_stored_metrics(trained_run, capsys):
 
 def test_set_loss_ce_from_the_command_line(patterned_dir, tmp_path):
     run = tmp_path / "ce"
-    assert main(["train", "--data", str(patterned_dir), "--out", str(run), "--epochs", "1", *FAST,
-                 "--set", "loss=ce"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(patterned_dir),
+                "--out",
+                str(run),
+                "--epochs",
+                "1",
+                *FAST,
+                "--set",
+                "loss=ce",
+            ]
+        )
+        == 0
+    )
     assert "loss: ce" in (run / "config.yaml").read_text()
 
 

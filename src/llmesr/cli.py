@@ -18,7 +18,7 @@ import yaml
 from llmesr.checkpoint import CheckpointError
 from llmesr.config import ConfigError, RunConfig, apply_overrides, parse_set, resolve_config
 from llmesr.data.formats import DataFormatError
-from llmesr.evaluation import top_k
+from llmesr.evaluation import format_table, top_k
 from llmesr.io import atomic_write_json, atomic_write_text
 
 USER_ERRORS = (DataFormatError, ConfigError, CheckpointError, FileNotFoundError, KeyError)
@@ -86,12 +86,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     data = prepare_data(cfg)  # fails before anything is written if the data is bad
     metrics = Trainer(cfg, data, args.out).fit()
-    print(
-        json.dumps(
-            {split: {p: m["overall"] for p, m in metrics[split].items()} for split in ("valid", "test")},
-            indent=2,
-        )
-    )
+    for split in ("valid", "test"):
+        print(format_table(metrics, split))
     return 0
 
 

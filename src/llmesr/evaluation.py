@@ -185,3 +185,23 @@ def top_k(
         items[pos] = torch.where(keep, top.indices, 0).numpy()
         values[pos] = top.values.numpy()
     return items, values
+
+
+GROUP_COLUMNS = ("overall", "tail_item", "head_item", "tail_user", "head_user")
+
+
+def format_table(metrics: dict, split: str = "test", k: int = 10) -> str:
+    """A plain-text table of HR@k / NDCG@k per protocol and head/tail group (empty group: "-")."""
+    header = f"{split:<8}{'protocol':<10}" + "".join(f"{c:>22}" for c in GROUP_COLUMNS)
+    lines = [
+        header,
+        f"{'':<18}" + "".join(f"{'HR@' + str(k) + ' / NDCG@' + str(k):>22}" for _ in GROUP_COLUMNS),
+    ]
+    for protocol, result in metrics[split].items():
+        cells = []
+        for column in GROUP_COLUMNS:
+            values = result["overall"] if column == "overall" else result["groups"][column]
+            hr, ndcg = values.get(f"HR@{k}"), values.get(f"NDCG@{k}")
+            cells.append("-" if hr is None else f"{hr:.4f} / {ndcg:.4f}")
+        lines.append(f"{'':<8}{protocol:<10}" + "".join(f"{c:>22}" for c in cells))
+    return "\n".join(lines)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import patterned_rows
 
+from conftest import patterned_rows
 from llmesr.data.sequences import Sequences
 from llmesr.models import MODELS, build_model, model_config
 
