@@ -146,3 +146,38 @@ def test_recommend_refuses_a_run_whose_data_changed(trained_run, patterned_dir, 
     assert main(["recommend", str(trained_run), "--out", str(tmp_path / "r.csv")]) == 2
     assert "not the dataset given" in capsys.readouterr().err
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_explicit_group_thresholds(trained_run, capsys):
+    assert (
+        main(
+            [
+                "evaluate",
+                str(trained_run),
+                "--set",
+                "groups=threshold",
+                "--set",
+                "tail_user_threshold=6",
+                "--set",
+                "tail_item_threshold=1000",
+            ]
+        )
+        == 0
+    )
+    printed = json.loads(capsys.readouterr().out)
+    groups = printed["test"]["full"]["groups"]
+    assert groups["head_item"]["count"] == 0 and groups["head_item"]["HR@10"] is None  # empty, not zero
+    assert groups["tail_item"]["count"] == printed["test"]["full"]["users"]
+    assert printed["dataset"]["groups"]["tail_user_if_train_length_below"] == 6
+    assert main(["evaluate", str(trained_run), "--set", "groups=threshold"]) == 2
+    assert "needs tail_user_threshold and tail_item_threshold" in capsys.readouterr().err
+
+
+def test_real_movielens_atomic_files_train_end_to_end(shared_data, tmp_path):
+    run = tmp_path / "ml"
+    assert (
+        main(["train", "--data", str(shared_data / "ml-100k"), "--out", str(run), "--epochs", "1", *FAST])
+        == 0
+    )
+    info = json.loads((run / "dataset.json").read_text())
+    assert (info["users"], info["items"], info["interactions"]) == (943, 1682, 100000)

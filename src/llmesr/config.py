@@ -60,7 +60,9 @@ class RunConfig:
     sampled_negatives: int = 100
     negatives_seed: int = 2024
     exclude_history: bool = True
-    groups: str = "pareto"
+    groups: str = "pareto"  # pareto | beauty_paper | threshold (uses the two thresholds below)
+    tail_user_threshold: int | None = None  # tail user iff training length < this
+    tail_item_threshold: int | None = None  # tail item iff training popularity < this
     eval_batch_size: int = 1024
 
     def to_dict(self) -> dict[str, Any]:

@@ -50,7 +50,12 @@ def prepare_data(cfg: RunConfig) -> RunData:
     table = {"user_col": cfg.user_col, "item_col": cfg.item_col, "time_col": cfg.time_col}
     dataset = load_dataset(path, kcore=cfg.kcore, format=fmt, **(table if fmt == "table" else {}))
     split = make_split(dataset, cfg.split)
-    groups = groups_from_preset(split.train, dataset.n_items, cfg.groups)
+    try:
+        groups = groups_from_preset(
+            split.train, dataset.n_items, cfg.groups, cfg.tail_user_threshold, cfg.tail_item_threshold
+        )
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     negatives = {
         name: sampled_negatives(
             dataset.sequences,

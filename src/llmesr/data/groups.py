@@ -88,9 +88,29 @@ def head_tail_groups(
     return HeadTailGroups(lengths < user_cut, pop < item_cut, user_cut, item_cut, rule)
 
 
-def groups_from_preset(train: Sequences, n_items: int, preset: str) -> HeadTailGroups:
+def groups_from_preset(
+    train: Sequences,
+    n_items: int,
+    preset: str,
+    user_threshold: float | None = None,
+    item_threshold: float | None = None,
+) -> HeadTailGroups:
+    """Groups by a named preset, or ``"threshold"`` with explicit cuts for users and items."""
+    if preset == "threshold":
+        if user_threshold is None or item_threshold is None:
+            raise ValueError("groups 'threshold' needs tail_user_threshold and tail_item_threshold")
+        return head_tail_groups(
+            train,
+            n_items,
+            user_rule="threshold",
+            item_rule="threshold",
+            user_threshold=user_threshold,
+            item_threshold=item_threshold,
+        )
     if preset not in PRESETS:
-        raise ValueError(f"unknown head/tail preset {preset!r}: choose one of {', '.join(PRESETS)}")
+        raise ValueError(
+            f"unknown head/tail preset {preset!r}: choose one of {', '.join([*PRESETS, 'threshold'])}"
+        )
     return head_tail_groups(train, n_items, **PRESETS[preset])  # type: ignore[arg-type]
 
 
