@@ -43,6 +43,7 @@ class RunConfig:
     negatives: int | None = None
     mask_prob: float | None = None
     init_std: float | None = None
+    positions: str | None = None
     # training
     epochs: int = 200
     batch_size: int = 128
@@ -83,6 +84,7 @@ class RunConfig:
             "negatives",
             "mask_prob",
             "init_std",
+            "positions",
         )
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 

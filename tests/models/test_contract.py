@@ -140,7 +140,7 @@ class TestGRU4Rec(CausalContract):
 class TestBERT4Rec(ModelContract):
     name = "bert4rec"
     # Masked-item prediction learns the cycle more slowly than next-item prediction.
-    overfit_steps = 400
+    overfit_steps = 600
     overfit_settings = {"mask_prob": 0.2}
     overfit_accuracy = 0.75
 

@@ -34,12 +34,18 @@ class BackboneConfig:
     loss: str = "bce"
     negatives: int = 1
     init_std: float = 0.02
+    # "from_start": position 0 is each history's first item; "from_end": position 0 is its most
+    # recent item (the original SASRec convention, where histories were left-padded to max_len).
+    # Either way the result does not depend on how much a batch is padded.
+    positions: str = "from_start"
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
         if self.negatives < 1:
             raise ValueError("negatives must be >= 1")
+        if self.positions not in ("from_start", "from_end"):
+            raise ValueError(f"positions must be 'from_start' or 'from_end', got {self.positions!r}")
         if self.max_len < 2 or self.hidden_size < 1 or self.n_items < 1:
             raise ValueError("max_len >= 2, hidden_size >= 1 and n_items >= 1 are required")
 
@@ -57,6 +63,14 @@ class BackboneConfig:
 def positions_from_start(mask: torch.Tensor) -> torch.Tensor:
     """Position of every column counted from the row's first real item (pads get 0)."""
     return (mask.long().cumsum(1) - 1).clamp(min=0)
+
+
+def positions_from_end(mask: torch.Tensor, max_len: int) -> torch.Tensor:
+    """Position of every column counted back from the last column (left padding puts the most
+    recent item there); pads beyond ``max_len`` are clamped and masked anyway."""
+    length = mask.shape[1]
+    back = torch.arange(length - 1, -1, -1, device=mask.device)
+    return back.clamp(max=max_len - 1).unsqueeze(0).expand_as(mask)
 
 
 class SequentialRecommender(nn.Module):
@@ -78,7 +92,11 @@ class SequentialRecommender(nn.Module):
         """Scale by sqrt(h) (keeps item and position signals on a similar scale), add positions, dropout."""
         x = vectors * math.sqrt(self.config.hidden_size)
         if self.pos_emb is not None:
-            x = x + self.pos_emb(positions_from_start(mask))
+            if self.config.positions == "from_end":
+                positions = positions_from_end(mask, self.config.max_len)
+            else:
+                positions = positions_from_start(mask)
+            x = x + self.pos_emb(positions)
         return self.emb_dropout(x * mask.unsqueeze(-1))
 
     def encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # pragma: no cover
