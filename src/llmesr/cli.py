@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,9 @@ from llmesr.config import ConfigError, RunConfig, apply_overrides, parse_set, re
 from llmesr.data.formats import DataFormatError
 from llmesr.evaluation import format_table, top_k
 from llmesr.io import atomic_write_json, atomic_write_text
+from llmesr.semantic.encoders import EncoderError
 
-USER_ERRORS = (DataFormatError, ConfigError, CheckpointError, FileNotFoundError, KeyError)
+USER_ERRORS = (DataFormatError, ConfigError, CheckpointError, EncoderError, FileNotFoundError, KeyError)
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -46,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int)
+    _config_args(p)
+
+    p = sub.add_parser("embed", help="offline semantic step: item/user embeddings, PCA, similar users")
+    p.add_argument("--data", help="dataset folder/file or name (default: beauty)")
+    p.add_argument("--out", type=Path, help="output folder (default: a keyed folder under the cache root)")
     _config_args(p)
 
     p = sub.add_parser("evaluate", help="re-evaluate a run's best checkpoint and print metrics.json")
@@ -88,6 +95,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     metrics = Trainer(cfg, data, args.out).fit()
     for split in ("valid", "test"):
         print(format_table(metrics, split))
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from llmesr.semantic.encoders import make_encoder
+    from llmesr.semantic.pipeline import (
+        artifact_dir,
+        default_cache_root,
+        encoder_options,
+        run_semantic_step,
+        settings_from_config,
+    )
+    from llmesr.training import prepare_data
+
+    cfg = resolve_config(args.config, args.overrides, data=args.data)
+    data = prepare_data(cfg)
+    encoder = make_encoder(cfg.encoder, **encoder_options(cfg))
+    settings = settings_from_config(cfg, pca_dim=cfg.hidden_size or 64)
+    root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root()
+    out = args.out or artifact_dir(root, data.dataset, data.split, encoder, settings)
+    t0 = time.perf_counter()
+    manifest = run_semantic_step(
+        data.dataset, data.split, encoder, settings, out, root / "embeddings", progress=cfg.progress
+    )
+    shapes = ", ".join(f"{k} {tuple(v)}" for k, v in manifest["shapes"].items())
+    timings = ", ".join(f"{k} {v:.1f}" for k, v in manifest["timings"].items())
+    print(
+        f"encoder {manifest['encoder']}\n{shapes}\ntimings (s): {timings}; total "
+        f"{time.perf_counter() - t0:.1f}\noutput: {out}"
+    )
     return 0
 
 
@@ -143,7 +180,9 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend}[args.command]
+    handler = {"train": cmd_train, "embed": cmd_embed, "evaluate": cmd_evaluate, "recommend": cmd_recommend}[
+        args.command
+    ]
     try:
         return handler(args)
     except USER_ERRORS as err:

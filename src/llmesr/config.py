@@ -66,6 +66,22 @@ class RunConfig:
     tail_item_threshold: int | None = None  # tail item iff training popularity < this
     eval_batch_size: int = 1024
 
+    # semantic step (llmesr embed)
+    encoder: str = "minilm"  # minilm | st:<name_or_path> | hf:<path> | openai:<model>
+    encoder_device: str = "cpu"
+    encoder_batch_size: int | None = None
+    encoder_pooling: str | None = None  # hf: mean | last
+    encoder_url: str | None = None  # openai: base URL of an OpenAI-compatible server
+    encoder_api_key_env: str | None = None  # openai: environment variable holding the key
+    item_embeddings_file: str | None = None  # precomputed item embeddings (.npy / Parquet) instead
+    item_template: str = "default"  # a preset name (default | paper | title) or a template string
+    prompt_domain: str = "beauty"
+    user_max_items: int | None = None
+    similar_k: int = 100
+    retrieval: str = "auto"  # auto | exact | hnsw | ivf
+    embed_batch_size: int = 256
+    cache_dir: str | None = None
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -142,7 +142,11 @@ class Trainer:
         if not last.exists():
             return False
         ckpt = load_checkpoint(last, fingerprint=self.data.dataset.fingerprint())
-        if ckpt["model"] != self.cfg.model or ckpt["model_config"] != self.model.config.to_dict():
+        # Compare through the config class so that keys added later with defaults still match.
+        stored = (
+            ckpt["model"] == self.cfg.model and model_config(ckpt["model"], ckpt["model_config"]).to_dict()
+        )
+        if stored != self.model.config.to_dict():
             raise ConfigError(f"{last} holds a different model configuration; use a new --out folder")
         self.model.load_state_dict(ckpt["state_dict"])
         self.optimizer.load_state_dict(ckpt["optimizer"])

@@ -1,0 +1,178 @@
+"""``llmesr embed``: the whole offline semantic step for one dataset and split.
+
+Outputs, in one folder per (dataset, split, encoder, prompt templates, retrieval settings):
+
+| file | shape | content |
+|---|---|---|
+| ``item_embeddings.npy`` | (N + 1, d) | encoded item prompts; row 0 (padding) is zeros |
+| ``item_pca.npy`` | (N + 1, h) | PCA of the item rows to the model width (ID-table init); row 0 zeros |
+| ``user_embeddings.npy`` | (U, d) | encoded user prompts (training prefix only) |
+| ``similar_users.npy`` | (U, K) | top-K most similar other users by cosine (internal user ids) |
+| ``manifest.json`` | | what produced them: dataset fingerprint, encoder identity, templates... |
+
+Every expensive step goes through the batch cache, and every file is written atomically, so a
+killed run rerun with the same settings picks up where it stopped and ends with byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from llmesr.data.dataset import SequenceDataset
+from llmesr.data.split import Split
+from llmesr.io import atomic_write_json
+from llmesr.semantic.cache import atomic_save_npy, embed_texts
+from llmesr.semantic.encoders import TextEncoder, load_precomputed
+from llmesr.semantic.pca import pca_project
+from llmesr.semantic.prompts import USER_TEMPLATE, item_prompts, item_titles, user_prompts
+from llmesr.semantic.retrieval import similar_users
+
+FILES = ("item_embeddings.npy", "item_pca.npy", "user_embeddings.npy", "similar_users.npy")
+
+
+@dataclass(frozen=True)
+class SemanticSettings:
+    item_template: str = "default"
+    domain: str = "beauty"
+    user_template: str = USER_TEMPLATE
+    user_max_items: int | None = None
+    pca_dim: int = 64
+    similar_k: int = 100
+    retrieval: str = "auto"
+    batch_size: int = 256
+    # Precomputed item embeddings (.npy / Parquet), rows = internal items 1..N in order; the
+    # encoder is then only used for user prompts. Recorded with its content hash.
+    item_embeddings_file: str | None = None
+    item_embeddings_sha: str | None = None
+
+
+def default_cache_root() -> Path:
+    return Path(os.environ.get("LLMESR_CACHE_DIR", ".llmesr_cache"))
+
+
+def artifact_dir(
+    root: Path, dataset: SequenceDataset, split: Split, encoder: TextEncoder, settings: SemanticSettings
+) -> Path:
+    """A folder name that changes whenever anything that changes the outputs changes."""
+    key = json.dumps(
+        {"encoder": encoder.identity, "split": split.protocol, **asdict(settings)}, sort_keys=True
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return root / "semantic" / f"{dataset.name}-{dataset.fingerprint()}" / digest
+
+
+def load_artifacts(folder: Path, dataset: SequenceDataset) -> dict[str, np.ndarray] | None:
+    """The finished outputs of ``folder`` if they are complete and belong to ``dataset``."""
+    manifest = folder / "manifest.json"
+    if not manifest.exists() or not all((folder / f).exists() for f in FILES):
+        return None
+    if json.loads(manifest.read_text())["dataset"]["fingerprint"] != dataset.fingerprint():
+        return None
+    return {f.removesuffix(".npy"): np.load(folder / f) for f in FILES}
+
+
+def run_semantic_step(
+    dataset: SequenceDataset,
+    split: Split,
+    encoder: TextEncoder,
+    settings: SemanticSettings,
+    out_dir: Path,
+    cache_dir: Path,
+    progress: bool = True,
+) -> dict:
+    """Compute (or reuse) every semantic artifact into ``out_dir``; returns the manifest."""
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    items = item_prompts(dataset.item_info, dataset.item_ids, settings.item_template, settings.domain)
+    if settings.item_embeddings_file:
+        item_emb = load_precomputed(settings.item_embeddings_file, n_rows=dataset.n_items)
+    else:
+        item_emb = embed_texts(items.texts, encoder, cache_dir, settings.batch_size, progress)
+    timings["items_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    titles = item_titles(dataset.item_info, dataset.item_ids)
+    # Training prefix only: the validation and test items never reach a user prompt.
+    users = user_prompts(split.train, titles, settings.user_template, max_items=settings.user_max_items)
+    user_emb = embed_texts(users, encoder, cache_dir, settings.batch_size, progress)
+    timings["users_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    pca = pca_project(item_emb, settings.pca_dim)
+    timings["pca_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    neighbours = similar_users(
+        user_emb, k=min(settings.similar_k, dataset.n_users - 1), method=settings.retrieval
+    )
+    timings["similar_users_s"] = time.perf_counter() - t
+
+    pad = lambda x: np.vstack([np.zeros((1, x.shape[1]), dtype=np.float32), x])  # noqa: E731 - row 0 = padding
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_save_npy(out_dir / "item_embeddings.npy", pad(item_emb))
+    atomic_save_npy(out_dir / "item_pca.npy", pad(pca))
+    atomic_save_npy(out_dir / "user_embeddings.npy", user_emb)
+    atomic_save_npy(out_dir / "similar_users.npy", neighbours.astype(np.int64))
+    manifest = {
+        "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint(), "split": split.protocol},
+        "encoder": encoder.identity,
+        "dim": int(item_emb.shape[1]),
+        "settings": asdict(settings),
+        "items": {
+            "count": len(items.texts),
+            "fallback_prompts": items.n_fallback,
+            "placeholder_prompts": items.n_placeholder,
+            "example": items.texts[0],
+        },
+        "users": {"count": len(users), "example": users[0]},
+        "shapes": {
+            "item_embeddings": list(pad(item_emb).shape),
+            "item_pca": [len(pca) + 1, settings.pca_dim],
+            "user_embeddings": list(user_emb.shape),
+            "similar_users": list(neighbours.shape),
+        },
+    }
+    # Timings vary run to run; they go to the log line, not into the manifest, so that a rerun
+    # leaves byte-identical files.
+    atomic_write_json(out_dir / "manifest.json", manifest)
+    return {**manifest, "timings": timings}
+
+
+def encoder_options(cfg) -> dict:
+    """Encoder constructor options from a :class:`llmesr.config.RunConfig` (only those set)."""
+    spec = cfg.encoder.split(":", 1)[0].lower()
+    options: dict = {}
+    if spec != "openai":
+        options["device"] = cfg.encoder_device
+    if cfg.encoder_batch_size:
+        options["batch_size"] = cfg.encoder_batch_size
+    if cfg.encoder_pooling:
+        options["pooling"] = cfg.encoder_pooling
+    if cfg.encoder_url:
+        options["base_url"] = cfg.encoder_url
+    if cfg.encoder_api_key_env:
+        options["api_key_env"] = cfg.encoder_api_key_env
+    return options
+
+
+def settings_from_config(cfg, pca_dim: int) -> SemanticSettings:
+    sha = None
+    if cfg.item_embeddings_file:
+        sha = hashlib.sha256(Path(cfg.item_embeddings_file).read_bytes()).hexdigest()[:16]
+    return SemanticSettings(
+        item_embeddings_file=cfg.item_embeddings_file,
+        item_embeddings_sha=sha,
+        item_template=cfg.item_template,
+        domain=cfg.prompt_domain,
+        user_max_items=cfg.user_max_items,
+        pca_dim=pca_dim,
+        similar_k=cfg.similar_k,
+        retrieval=cfg.retrieval,
+        batch_size=cfg.embed_batch_size,
+    )
