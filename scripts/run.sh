@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job, end to end on real data: load -> split -> train -> evaluate -> report.
+# The main job, end to end on real data: embed (cached) -> train -> evaluate -> report.
 #   bash scripts/run.sh                 # Amazon Beauty from ../shared/data/beauty
 #   bash scripts/run.sh --data PATH     # any dataset in a supported format
 #   bash scripts/run.sh --quick         # a short run to see the pipeline finish
@@ -16,6 +16,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 name="$(basename "$data")"
+.venv/bin/llmesr embed --data "$data"
 out="runs/${name}_sasrec${quick:+_quick}"
 .venv/bin/llmesr train --data "$data" --config configs/sasrec_ce.yaml --out "$out" "${quick[@]}" "${rest[@]}"
 echo "run folder: $out (metrics.json, log.jsonl, best.pt); top-100 lists: $out/recs_test.csv"
