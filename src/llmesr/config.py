@@ -44,6 +44,21 @@ class RunConfig:
     mask_prob: float | None = None
     init_std: float | None = None
     positions: str | None = None
+    # LLM-ESR (model: llmesr); None = the model's default
+    backbone: str | None = None
+    use_collaborative: bool | None = None
+    use_semantic: bool | None = None
+    cross_attention: bool | None = None
+    shared_encoder: bool | None = None
+    adapter_layers: int | None = None
+    id_init: str | None = None
+    freeze_semantic: bool | None = None
+    distill_weight: float | None = None
+    distill_users: int | None = None
+    distill_loss: str | None = None
+    teacher: str | None = None
+    teacher_refresh: int | None = None
+    cross_heads: int | None = None
     # training
     epochs: int = 200
     batch_size: int = 128
@@ -101,6 +116,20 @@ class RunConfig:
             "mask_prob",
             "init_std",
             "positions",
+            "backbone",
+            "use_collaborative",
+            "use_semantic",
+            "cross_attention",
+            "shared_encoder",
+            "adapter_layers",
+            "id_init",
+            "freeze_semantic",
+            "distill_weight",
+            "distill_users",
+            "distill_loss",
+            "teacher",
+            "teacher_refresh",
+            "cross_heads",
         )
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 

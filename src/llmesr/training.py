@@ -25,7 +25,7 @@ from llmesr.data.groups import HeadTailGroups, groups_from_preset
 from llmesr.data.split import Split, make_split
 from llmesr.evaluation import evaluate, rank_targets, sampled_negatives, summarize
 from llmesr.io import append_jsonl, atomic_write_json, atomic_write_text
-from llmesr.models import SequentialRecommender, build_model, model_config
+from llmesr.models import LLMESR, SequentialRecommender, build_model, model_config
 
 
 @dataclass
@@ -69,13 +69,39 @@ def prepare_data(cfg: RunConfig) -> RunData:
     return RunData(dataset, split, groups, negatives)
 
 
-def create_model(cfg: RunConfig, n_items: int) -> SequentialRecommender:
+def create_model(cfg: RunConfig, data: RunData) -> SequentialRecommender:
     torch.manual_seed(cfg.seed)
+    values = {"n_items": data.dataset.n_items, **cfg.model_settings()}
     try:
-        mcfg = model_config(cfg.model, {"n_items": n_items, **cfg.model_settings()})
+        if cfg.model != "llmesr":
+            return build_model(cfg.model, model_config(cfg.model, values))
+        art = semantic_artifacts(cfg, data)
+        mcfg = model_config("llmesr", {**values, "semantic_dim": int(art["item_embeddings"].shape[1])})
+        model = LLMESR(mcfg, art["item_embeddings"], art["item_pca"])
+        model.set_retrieval(art["similar_users"], data.split.train)
+        return model
     except (TypeError, ValueError) as err:
         raise ConfigError(f"model {cfg.model!r}: {err}") from None
-    return build_model(cfg.model, mcfg)
+
+
+def semantic_artifacts(cfg: RunConfig, data: RunData) -> dict[str, np.ndarray]:
+    """The semantic step's outputs for this dataset and split, computed first if not cached."""
+    from llmesr.semantic.encoders import make_encoder
+    from llmesr.semantic.pipeline import (
+        artifact_dir,
+        default_cache_root,
+        encoder_options,
+        load_artifacts,
+        run_semantic_step,
+        settings_from_config,
+    )
+
+    encoder = make_encoder(cfg.encoder, **encoder_options(cfg))
+    settings = settings_from_config(cfg, pca_dim=cfg.hidden_size or 64)
+    root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root()
+    folder = artifact_dir(root, data.dataset, data.split, encoder, settings)
+    run_semantic_step(data.dataset, data.split, encoder, settings, folder, root / "embeddings", cfg.progress)
+    return load_artifacts(folder, data.dataset)
 
 
 def model_from_checkpoint(path: Path, fingerprint: str | None = None) -> SequentialRecommender:
@@ -105,7 +131,7 @@ class Trainer:
         self.cfg, self.data, self.out = cfg, data, Path(out_dir)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.model = create_model(cfg, data.dataset.n_items)
+        self.model = create_model(cfg, data)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         train = data.split.train
         self.train_rows = np.flatnonzero(train.lengths >= 2)  # one input and one target at least
@@ -176,11 +202,12 @@ class Trainer:
         batches = epoch_batches(
             self.train_rows, lengths, cfg.batch_size, np.random.default_rng(seed), bucket=cfg.bucket_batches
         )
+        model.start_epoch(self.epoch)
         model.train()
         total = 0.0
         bar = tqdm(batches, desc=f"epoch {self.epoch + 1}", leave=False, disable=not cfg.progress)
         for rows in bar:
-            loss = model.loss(model.train_input(self.data.split.train, rows), gen)
+            loss = model.loss(model.train_input(self.data.split.train, rows), gen, users=rows)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

@@ -37,12 +37,16 @@ def train_steps(model, train: Sequences, steps: int, seed: int = 0, lr: float = 
 
 class ModelContract:
     name: str
+
+    def make(self, **settings) -> torch.nn.Module:
+        return self.make(**settings)
+
     overfit_steps = 150
     overfit_settings: dict = {}
     overfit_accuracy = 0.9
 
     def test_padding_column_scores_minus_inf(self):
-        model = make_model(self.name).eval()
+        model = self.make().eval()
         seq = Sequences.from_lists([[1, 2, 3], [4]])
         scores = model.score_all(model.eval_input(seq, np.arange(2)))
         assert scores.shape == (2, 21)
@@ -51,7 +55,7 @@ class ModelContract:
 
     def test_scores_do_not_depend_on_batch_padding(self):
         """A short history scores the same alone and next to a long one (more left padding)."""
-        model = make_model(self.name).eval()
+        model = self.make().eval()
         seq = Sequences.from_lists([[3, 4, 5], [1, 2, 3, 4, 5, 6, 7, 8, 9]])
         alone = model.score_all(model.eval_input(seq, np.array([0])))
         together = model.score_all(model.eval_input(seq, np.array([0, 1])))[:1]
@@ -60,7 +64,7 @@ class ModelContract:
     def test_every_loss_trains(self):
         train = Sequences.from_lists(patterned_rows(20, 20))
         for loss in ("bce", "ce", "sampled_ce"):
-            model = make_model(self.name, loss=loss, negatives=3)
+            model = self.make(loss=loss, negatives=3)
             losses = train_steps(model, train, 5)
             assert all(np.isfinite(losses)), loss
             assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
@@ -70,7 +74,7 @@ class ModelContract:
         rows = patterned_rows(60, 20)
         train = Sequences.from_lists(rows)
         no_dropout = {"dropout": 0.0} if self.name == "gru4rec" else {"dropout": 0.0, "attn_dropout": 0.0}
-        model = make_model(self.name, loss="ce", **no_dropout, **self.overfit_settings)
+        model = self.make(loss="ce", **no_dropout, **self.overfit_settings)
         train_steps(model, train, self.overfit_steps, lr=1e-2)
         model.eval()
         history = Sequences.from_lists([r[:-1] for r in rows])
@@ -81,14 +85,14 @@ class ModelContract:
 
     def test_same_seed_same_training(self):
         train = Sequences.from_lists(patterned_rows(20, 20))
-        a = train_steps(make_model(self.name, seed=3), train, 4, seed=7)
-        b = train_steps(make_model(self.name, seed=3), train, 4, seed=7)
+        a = train_steps(self.make(seed=3), train, 4, seed=7)
+        b = train_steps(self.make(seed=3), train, 4, seed=7)
         assert a == b
-        c = train_steps(make_model(self.name, seed=4), train, 4, seed=7)
+        c = train_steps(self.make(seed=4), train, 4, seed=7)
         assert a != c
 
     def test_state_dict_round_trip_with_plain_config(self, tmp_path):
-        model = make_model(self.name).eval()
+        model = self.make().eval()
         torch.save({"config": model.config.to_dict(), "state_dict": model.state_dict()}, tmp_path / "m.pt")
         saved = torch.load(tmp_path / "m.pt", weights_only=True)
         clone = build_model(self.name, model_config(self.name, saved["config"]))
@@ -102,7 +106,7 @@ class ModelContract:
 
     def test_encoder_accepts_other_input_embeddings(self):
         """The backbone maps any embedded sequence + mask to hidden states (what LLM-ESR reuses)."""
-        model = make_model(self.name).eval()
+        model = self.make().eval()
         x = torch.randn(2, 5, 32)
         mask = torch.tensor([[False, False, True, True, True], [True] * 5])
         h = model.encode(model.embed(x, mask), mask)
@@ -112,7 +116,7 @@ class ModelContract:
 
 class CausalContract(ModelContract):
     def test_causal_output_ignores_later_items(self):
-        model = make_model(self.name).eval()
+        model = self.make().eval()
         a = torch.tensor([[0, 0, 1, 2, 3, 4, 5]])
         b = torch.tensor([[0, 0, 1, 2, 3, 9, 11]])
         with torch.no_grad():
@@ -126,7 +130,7 @@ class TestSASRec(CausalContract):
 
     def test_non_causal_switch_leaks_the_future(self):
         """``causal=False`` (the authors' code) lets earlier positions see later items."""
-        model = make_model(self.name, causal=False).eval()
+        model = self.make(causal=False).eval()
         with torch.no_grad():
             ha = model.hidden_states(torch.tensor([[1, 2, 3, 4]]))
             hb = model.hidden_states(torch.tensor([[1, 2, 3, 9]]))
@@ -145,7 +149,7 @@ class TestBERT4Rec(ModelContract):
     overfit_accuracy = 0.75
 
     def test_mask_token_is_appended_and_never_scored(self):
-        model = make_model(self.name).eval()
+        model = self.make().eval()
         seq = model.eval_input(Sequences.from_lists([[1, 2, 3]]), np.array([0]))
         assert seq[0, -1].item() == 21 and seq[0, :-1].tolist() == [1, 2, 3]
         assert model.score_all(seq).shape[1] == 21  # n_items + 1: the mask row is not a candidate

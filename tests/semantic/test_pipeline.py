@@ -111,3 +111,40 @@ def test_cli_embed_reports_a_bad_encoder_in_one_line(tmp_path, capsys):
     assert main(["embed", "--data", str(data_dir), "--set", "encoder=hf:/no/such/model"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "/no/such/model" in err
+
+
+def test_llmesr_trains_end_to_end_computing_embeddings_first(tmp_path, capsys):
+    data_dir = write_sequences_dir(tmp_path / "d", patterned_rows(40, 20))
+    run = tmp_path / "run"
+    args = [
+        "train",
+        "--data",
+        str(data_dir),
+        "--model",
+        "llmesr",
+        "--out",
+        str(run),
+        "--epochs",
+        "2",
+        "--set",
+        "hidden_size=16",
+        "--set",
+        "max_len=10",
+        "--set",
+        "similar_k=5",
+        "--set",
+        "distill_users=3",
+        "--set",
+        f"cache_dir={tmp_path / 'cache'}",
+        "--set",
+        "progress=false",
+        "--set",
+        "sampled_negatives=5",
+    ]
+    assert main(args) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["model"] == "llmesr" and metrics["test"]["full"]["users"] == 40
+    assert list((tmp_path / "cache" / "semantic").glob("*/*/manifest.json"))
+    recs = tmp_path / "recs.csv"
+    assert main(["recommend", str(run), "--k", "5", "--out", str(recs)]) == 0
+    assert len(recs.read_text().splitlines()) == 1 + 40 * 5

@@ -7,12 +7,14 @@ from typing import Any
 from llmesr.models.base import BackboneConfig, SequentialRecommender
 from llmesr.models.bert4rec import BERT4Rec, BERT4RecConfig
 from llmesr.models.gru4rec import GRU4Rec, GRU4RecConfig
+from llmesr.models.llmesr import LLMESR, LLMESRConfig
 from llmesr.models.sasrec import SASRec, SASRecConfig
 
 MODELS: dict[str, tuple[type[SequentialRecommender], type[BackboneConfig]]] = {
     "sasrec": (SASRec, SASRecConfig),
     "bert4rec": (BERT4Rec, BERT4RecConfig),
     "gru4rec": (GRU4Rec, GRU4RecConfig),
+    "llmesr": (LLMESR, LLMESRConfig),
 }
 
 
@@ -37,6 +39,8 @@ __all__ = [
     "BERT4RecConfig",
     "GRU4Rec",
     "GRU4RecConfig",
+    "LLMESR",
+    "LLMESRConfig",
     "model_config",
     "build_model",
 ]

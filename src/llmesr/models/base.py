@@ -136,8 +136,14 @@ class SequentialRecommender(nn.Module):
         return history.pad_left(rows, self.config.max_len)
 
     # ---- training ---------------------------------------------------------------------------
-    def loss(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Next-item loss with every position a target (SASRec / GRU4Rec style)."""
+    def start_epoch(self, epoch: int) -> None:
+        """Called by the trainer before each epoch (LLM-ESR refreshes its cached teacher here)."""
+
+    def loss(
+        self, batch: torch.Tensor, generator: torch.Generator | None = None, users: np.ndarray | None = None
+    ) -> torch.Tensor:
+        """Next-item loss with every position a target (SASRec / GRU4Rec style). ``users`` (the batch's
+        user ids) is for models whose loss needs them (LLM-ESR's self-distillation)."""
         inputs, targets = batch[:, :-1], batch[:, 1:]
         trained = (inputs > 0) & (targets > 0)
         hidden = self.hidden_states(inputs)

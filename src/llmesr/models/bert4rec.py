@@ -88,7 +88,9 @@ class BERT4Rec(SequentialRecommender):
         seq[:, -1] = self.mask_token
         return seq
 
-    def loss(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def loss(
+        self, batch: torch.Tensor, generator: torch.Generator | None = None, users: np.ndarray | None = None
+    ) -> torch.Tensor:
         inputs, labels = mask_items(batch, self.config.mask_prob, self.mask_token, generator)
         trained = labels > 0
         queries = self.head(self.hidden_states(inputs)[trained])

@@ -1,0 +1,269 @@
+"""LLM-ESR (Liu et al., NeurIPS 2024): dual-view modelling + retrieval-augmented self-distillation.
+
+The method as implemented here is stated in ``shared/docs/llm-esr.md``; in short, for a history s:
+
+1. Two item views: the frozen LLM table ``E_llm`` through an adapter (d -> d/2 -> h, no activation,
+   as in the authors' code), and a trainable ID table ``E_id`` initialised from PCA(E_llm).
+2. Each view is embedded by the backbone (scale, shared positions, dropout), then fused by
+   cross-attention in both directions (``X_id' = X_id + CrossAttn(q=X_sem, kv=X_id)`` and the
+   mirror image; the residual is our choice, see ``hidden_states``), masked exactly like the
+   backbone (causal for SASRec and GRU4Rec, so no position ever sees a later item).
+3. One backbone encoder (shared weights) encodes both; the user is ``[H_id ; H_sem]`` at the last
+   position and item j is ``[E_id[j] ; Adapter(E_llm[j])]`` (logit-level fusion).
+4. Self-distillation: the mean representation of N retrieved similar users (detached) is the
+   teacher of the user's own, ``L = L_rec + alpha * MSE``. The teacher is either recomputed every
+   step (``teacher: exact``, the paper) or read from a table of all users' representations that is
+   refreshed every ``teacher_refresh`` epochs (``teacher: cached``, much cheaper).
+
+Every ablation of the paper is a config switch. The backbone is any model in ``llmesr.models``: its
+``embed`` and ``encode`` are reused, never copied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmesr.data.sequences import Sequences
+from llmesr.models.base import BackboneConfig, SequentialRecommender
+
+
+@dataclass
+class LLMESRConfig(BackboneConfig):
+    backbone: str = "sasrec"
+    semantic_dim: int = 384
+    # backbone settings (passed through; the backbone's own defaults apply when left as is)
+    num_layers: int = 2
+    num_heads: int = 2
+    inner_size: int = 256
+    attn_dropout: float = 0.5
+    mask_prob: float = 0.6
+    cross_heads: int = 2
+    # paper ablations
+    use_collaborative: bool = True
+    use_semantic: bool = True
+    cross_attention: bool = True
+    shared_encoder: bool = True
+    adapter_layers: int = 2
+    id_init: str = "pca"  # pca | random
+    freeze_semantic: bool = True
+    # retrieval-augmented self-distillation
+    distill_weight: float = 0.1  # alpha; 0 switches distillation off
+    distill_users: int = 10  # N
+    distill_loss: str = "mse"  # mse | contrastive
+    teacher: str = "cached"  # cached | exact
+    teacher_refresh: int = 1  # epochs between refreshes of the cached teacher table
+    distill_temperature: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (self.use_collaborative or self.use_semantic):
+            raise ValueError("at least one of use_collaborative / use_semantic must be on")
+        checks = {
+            "id_init": ("pca", "random"),
+            "distill_loss": ("mse", "contrastive"),
+            "teacher": ("cached", "exact"),
+        }
+        for key, allowed in checks.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
+        if self.adapter_layers not in (1, 2):
+            raise ValueError("adapter_layers must be 1 or 2")
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention of one view's sequence (query) over the other's (key/value)."""
+
+    def __init__(self, hidden: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.q, self.kv, self.out = (
+            nn.Linear(hidden, hidden),
+            nn.Linear(hidden, 2 * hidden),
+            nn.Linear(hidden, hidden),
+        )
+
+    def forward(self, query: torch.Tensor, source: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        b, length, h = query.shape
+        q = self.q(query).view(b, length, self.heads, h // self.heads).transpose(1, 2)
+        k, v = self.kv(source).view(b, length, 2, self.heads, h // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0
+        )
+        return self.out(y.transpose(1, 2).reshape(b, length, h))
+
+
+def _allowed(mask: torch.Tensor, causal: bool) -> torch.Tensor:
+    length = mask.shape[1]
+    eye = torch.eye(length, dtype=torch.bool, device=mask.device)
+    allowed = mask[:, None, None, :]
+    if causal:
+        allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
+    return allowed | eye
+
+
+class LLMESR(SequentialRecommender):
+    config: LLMESRConfig
+    uses_positions = False  # positions come from the backbone's own embed()
+
+    def __init__(
+        self,
+        config: LLMESRConfig,
+        semantic_table: np.ndarray | None = None,
+        pca_table: np.ndarray | None = None,
+    ) -> None:
+        from llmesr.models import build_model, model_config  # the registry imports this module
+
+        super().__init__(config)
+        cfg, h = config, config.hidden_size
+        self.is_bert = cfg.backbone == "bert4rec"
+        n_rows = cfg.n_items + (2 if self.is_bert else 1)  # BERT4Rec: + a mask token
+        backbone_cfg = model_config(cfg.backbone, {k: v for k, v in cfg.to_dict().items() if k != "backbone"})
+        self.backbone = build_model(cfg.backbone, backbone_cfg)
+        self.backbone.item_emb = None  # the views below replace the backbone's own item table
+        self.sem_backbone = self.backbone if cfg.shared_encoder else build_model(cfg.backbone, backbone_cfg)
+        if not cfg.shared_encoder:
+            self.sem_backbone.item_emb = None
+        self.item_emb = nn.Embedding(n_rows, h, padding_idx=0)  # the collaborative (ID) view
+        llm = torch.zeros(n_rows, cfg.semantic_dim)
+        if semantic_table is not None:
+            llm[: cfg.n_items + 1] = torch.as_tensor(semantic_table, dtype=torch.float32)
+        self.semantic = nn.Parameter(llm, requires_grad=not cfg.freeze_semantic)
+        d = cfg.semantic_dim
+        layers = (
+            [nn.Linear(d, d // 2), nn.Linear(d // 2, h)] if cfg.adapter_layers == 2 else [nn.Linear(d, h)]
+        )
+        self.adapter = nn.Sequential(*layers)
+        self.sem_mask = nn.Parameter(torch.zeros(h)) if self.is_bert else None
+        self.cross_id = CrossAttention(h, cfg.cross_heads, cfg.attn_dropout)
+        self.cross_sem = CrossAttention(h, cfg.cross_heads, cfg.attn_dropout)
+        self.init_weights()
+        if cfg.id_init == "pca" and pca_table is not None:
+            with torch.no_grad():
+                self.item_emb.weight[: cfg.n_items + 1] = torch.as_tensor(pca_table, dtype=torch.float32)
+                self.item_emb.weight[0].zero_()
+        self.similar: torch.Tensor | None = None  # (U, K) similar users, set for training
+        self.train_histories: Sequences | None = None
+        self.teacher_table: torch.Tensor | None = None
+
+    # ---- views ------------------------------------------------------------------------------
+    def semantic_items(self, ids: torch.Tensor) -> torch.Tensor:
+        out = self.adapter(self.semantic[ids])
+        if self.sem_mask is not None:
+            out = torch.where((ids == self.config.n_items + 1).unsqueeze(-1), self.sem_mask, out)
+        return out
+
+    def hidden_states(self, seq: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        mask = seq > 0
+        parts = []
+        x_id = self.backbone.embed(self.item_emb(seq), mask) if cfg.use_collaborative else None
+        x_sem = self.sem_backbone.embed(self.semantic_items(seq), mask) if cfg.use_semantic else None
+        if cfg.cross_attention and x_id is not None and x_sem is not None:
+            allowed = _allowed(mask, causal=not self.is_bert)
+            # Residual on the stream being rebuilt: each view keeps its own signal and adds the
+            # other-view-guided mixture. Without it, a position's own item (or BERT4Rec's mask
+            # token) survives only if attention happens to focus on itself; masked-item training
+            # then barely learns (tested: tiny-data overfit drops from ~100% to 30%).
+            x_id, x_sem = (
+                x_id + self.cross_id(x_sem, x_id, allowed),
+                x_sem + self.cross_sem(x_id, x_sem, allowed),
+            )
+        if x_id is not None:
+            parts.append(self._head(self.backbone.encode(x_id, mask)))
+        if x_sem is not None:
+            parts.append(self._head(self.sem_backbone.encode(x_sem, mask)))
+        return torch.cat(parts, dim=-1)
+
+    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.backbone.head(hidden) if self.is_bert else hidden
+
+    def item_table(self) -> torch.Tensor:
+        ids = torch.arange(self.config.n_items + 1, device=self.semantic.device)
+        parts = []
+        if self.config.use_collaborative:
+            parts.append(self.item_emb.weight[: self.config.n_items + 1])
+        if self.config.use_semantic:
+            parts.append(self.adapter(self.semantic[ids]))
+        return torch.cat(parts, dim=-1)
+
+    def item_bias(self) -> torch.Tensor | None:
+        return self.backbone.item_bias()
+
+    # ---- batches follow the backbone ----------------------------------------------------------
+    def train_input(self, train: Sequences, rows: np.ndarray) -> torch.Tensor:
+        return self.backbone.train_input(train, rows)
+
+    def eval_input(self, history: Sequences, rows: np.ndarray) -> torch.Tensor:
+        return self.backbone.eval_input(history, rows)
+
+    # ---- training ---------------------------------------------------------------------------
+    def set_retrieval(self, similar_users: np.ndarray, train: Sequences) -> None:
+        """Similar-user lists (first N used) and the training prefixes the teacher encodes."""
+        self.similar = torch.as_tensor(similar_users[:, : self.config.distill_users], dtype=torch.long)
+        self.train_histories = train
+
+    def user_repr(self, users: np.ndarray) -> torch.Tensor:
+        """Representation of users from their training prefix (what the teacher averages)."""
+        return self.user_vectors(self.eval_input(self.train_histories, users))
+
+    @torch.no_grad()
+    def start_epoch(self, epoch: int) -> None:
+        cfg = self.config
+        if cfg.distill_weight <= 0 or cfg.teacher != "cached" or self.similar is None:
+            return
+        if self.teacher_table is not None and epoch % cfg.teacher_refresh:
+            return
+        was_training = self.training
+        self.eval()
+        users = np.arange(len(self.train_histories))
+        order = np.argsort(self.train_histories.lengths, kind="stable")
+        table = torch.empty(len(users), self.item_table().shape[1])
+        for start in range(0, len(order), 2048):
+            rows = order[start : start + 2048]
+            table[rows] = self.user_repr(rows)
+        self.teacher_table = table
+        self.train(was_training)
+
+    def teacher(self, users: np.ndarray) -> torch.Tensor:
+        neighbours = self.similar[torch.as_tensor(users)]
+        if self.config.teacher == "cached":
+            return self.teacher_table[neighbours].mean(1)
+        with torch.no_grad():  # the paper: encode the N neighbours with the current model
+            reps = self.user_repr(neighbours.flatten().numpy())
+            return reps.view(len(users), neighbours.shape[1], -1).mean(1)
+
+    def distill_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        if self.config.distill_loss == "mse":
+            return F.mse_loss(student, teacher)
+        # Contrastive: each user's teacher is its positive, the other users' teachers negatives.
+        logits = (
+            F.normalize(student, dim=-1) @ F.normalize(teacher, dim=-1).T / self.config.distill_temperature
+        )
+        return F.cross_entropy(logits, torch.arange(len(student)))
+
+    def loss(
+        self, batch: torch.Tensor, generator: torch.Generator | None = None, users: np.ndarray | None = None
+    ) -> torch.Tensor:
+        rec = (
+            self._bert_loss(batch, generator)
+            if self.is_bert
+            else SequentialRecommender.loss(self, batch, generator)
+        )
+        cfg = self.config
+        if cfg.distill_weight <= 0 or users is None or self.similar is None:
+            return rec
+        student = self.user_repr(np.asarray(users))
+        return rec + cfg.distill_weight * self.distill_loss(student, self.teacher(np.asarray(users)).detach())
+
+    def _bert_loss(self, batch: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        from llmesr.models.bert4rec import mask_items
+
+        inputs, labels = mask_items(batch, self.config.mask_prob, self.config.n_items + 1, generator)
+        trained = labels > 0
+        queries = self.hidden_states(inputs)[trained]
+        return self.loss_at(queries, labels[trained], batch, trained.nonzero()[:, 0], generator)
