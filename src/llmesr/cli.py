@@ -99,26 +99,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from llmesr.semantic.encoders import make_encoder
-    from llmesr.semantic.pipeline import (
-        artifact_dir,
-        default_cache_root,
-        encoder_options,
-        run_semantic_step,
-        settings_from_config,
-    )
+    from llmesr.semantic.pipeline import embed_for_config
     from llmesr.training import prepare_data
 
     cfg = resolve_config(args.config, args.overrides, data=args.data)
     data = prepare_data(cfg)
-    encoder = make_encoder(cfg.encoder, **encoder_options(cfg))
-    settings = settings_from_config(cfg, pca_dim=cfg.hidden_size or 64)
-    root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root()
-    out = args.out or artifact_dir(root, data.dataset, data.split, encoder, settings)
     t0 = time.perf_counter()
-    manifest = run_semantic_step(
-        data.dataset, data.split, encoder, settings, out, root / "embeddings", progress=cfg.progress
-    )
+    out, manifest = embed_for_config(cfg, data.dataset, data.split, args.out)
     shapes = ", ".join(f"{k} {tuple(v)}" for k, v in manifest["shapes"].items())
     timings = ", ".join(f"{k} {v:.1f}" for k, v in manifest["timings"].items())
     print(

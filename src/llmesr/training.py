@@ -86,21 +86,9 @@ def create_model(cfg: RunConfig, data: RunData) -> SequentialRecommender:
 
 def semantic_artifacts(cfg: RunConfig, data: RunData) -> dict[str, np.ndarray]:
     """The semantic step's outputs for this dataset and split, computed first if not cached."""
-    from llmesr.semantic.encoders import make_encoder
-    from llmesr.semantic.pipeline import (
-        artifact_dir,
-        default_cache_root,
-        encoder_options,
-        load_artifacts,
-        run_semantic_step,
-        settings_from_config,
-    )
+    from llmesr.semantic.pipeline import embed_for_config, load_artifacts
 
-    encoder = make_encoder(cfg.encoder, **encoder_options(cfg))
-    settings = settings_from_config(cfg, pca_dim=cfg.hidden_size or 64)
-    root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root()
-    folder = artifact_dir(root, data.dataset, data.split, encoder, settings)
-    run_semantic_step(data.dataset, data.split, encoder, settings, folder, root / "embeddings", cfg.progress)
+    folder, _ = embed_for_config(cfg, data.dataset, data.split)
     return load_artifacts(folder, data.dataset)
 
 

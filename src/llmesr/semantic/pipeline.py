@@ -194,3 +194,18 @@ def settings_from_config(cfg, pca_dim: int) -> SemanticSettings:
         retrieval=cfg.retrieval,
         batch_size=cfg.embed_batch_size,
     )
+
+
+def embed_for_config(
+    cfg, dataset: SequenceDataset, split: Split, out_dir: Path | None = None
+) -> tuple[Path, dict]:
+    """Run (or reuse) the semantic step as a :class:`llmesr.config.RunConfig` describes it.
+    Returns the artifact folder (``out_dir`` or the keyed default) and the manifest."""
+    from llmesr.semantic.encoders import make_encoder
+
+    encoder = make_encoder(cfg.encoder, **encoder_options(cfg))
+    settings = settings_from_config(cfg, pca_dim=cfg.hidden_size or 64)
+    root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root()
+    folder = out_dir or artifact_dir(root, dataset, split, encoder, settings)
+    manifest = run_semantic_step(dataset, split, encoder, settings, folder, root / "embeddings", cfg.progress)
+    return folder, manifest
