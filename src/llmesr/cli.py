@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output folder (default: a keyed folder under the cache root)")
     _config_args(p)
 
-    p = sub.add_parser("evaluate", help="re-evaluate a run's best checkpoint and print metrics.json")
+    p = sub.add_parser("evaluate", help="re-evaluate a run's best checkpoint (both protocols) and print it")
     p.add_argument("run", type=Path)
     p.add_argument(
         "--set",
@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="evaluation settings, e.g. --set exclude_history=false --set groups=beauty_paper",
     )
+    p.add_argument("--out", type=Path, help="also write the metrics to this JSON file")
 
     p = sub.add_parser("recommend", help="export each evaluated user's top-k list with original ids")
     p.add_argument("run", type=Path)
@@ -127,13 +128,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "valid": evaluate_model(model, data, cfg, "valid"),
         "test": evaluate_model(model, data, cfg, "test"),
     }
-    if not args.overrides:
-        atomic_write_json(
-            args.run / "metrics.json",
-            {**json.loads((args.run / "metrics.json").read_text()), **metrics}
-            if (args.run / "metrics.json").exists()
-            else metrics,
-        )
+    if args.out:
+        atomic_write_json(args.out, metrics)
     print(json.dumps(metrics, indent=2))
     return 0
 
