@@ -26,16 +26,13 @@ from llmesr.semantic.encoders import EncoderError
 USER_ERRORS = (DataFormatError, ConfigError, CheckpointError, EncoderError, FileNotFoundError, KeyError)
 
 
+def _set_arg(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", action="append", type=Path, default=[], help="YAML config file (repeatable)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one config key, e.g. --set loss=ce (repeatable)",
-    )
+    _set_arg(p, "override one config key, e.g. --set loss=ce (repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,14 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="re-evaluate a run's best checkpoint (both protocols) and print it")
     p.add_argument("run", type=Path)
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="evaluation settings, e.g. --set exclude_history=false --set groups=beauty_paper",
-    )
+    _set_arg(p, "evaluation settings, e.g. --set exclude_history=false --set groups=beauty_paper")
     p.add_argument("--out", type=Path, help="also write the metrics to this JSON file")
 
     p = sub.add_parser("recommend", help="export each evaluated user's top-k list with original ids")

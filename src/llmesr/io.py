@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import torch
 
 
@@ -37,6 +38,10 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    _atomic(path, "wb", lambda f: np.save(f, array, allow_pickle=False))
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:

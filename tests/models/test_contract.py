@@ -39,7 +39,7 @@ class ModelContract:
     name: str
 
     def make(self, **settings) -> torch.nn.Module:
-        return self.make(**settings)
+        return make_model(self.name, **settings)
 
     overfit_steps = 150
     overfit_settings: dict = {}
@@ -167,8 +167,8 @@ class TestBERT4Rec(ModelContract):
         assert (labels[masked] == seq[masked]).all() and (labels[~masked] == 0).all()
 
 
-def test_registry_lists_the_three_backbones():
-    assert set(MODELS) == {"sasrec", "bert4rec", "gru4rec"}
+def test_registry_lists_the_three_backbones_and_llmesr():
+    assert set(MODELS) == {"sasrec", "bert4rec", "gru4rec", "llmesr"}
 
 
 def test_unknown_loss_is_rejected():

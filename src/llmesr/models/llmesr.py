@@ -30,6 +30,7 @@ from torch import nn
 
 from llmesr.data.sequences import Sequences
 from llmesr.models.base import BackboneConfig, SequentialRecommender
+from llmesr.models.transformer import attention_mask
 
 
 @dataclass
@@ -97,15 +98,6 @@ class CrossAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(b, length, h))
 
 
-def _allowed(mask: torch.Tensor, causal: bool) -> torch.Tensor:
-    length = mask.shape[1]
-    eye = torch.eye(length, dtype=torch.bool, device=mask.device)
-    allowed = mask[:, None, None, :]
-    if causal:
-        allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
-    return allowed | eye
-
-
 class LLMESR(SequentialRecommender):
     config: LLMESRConfig
     uses_positions = False  # positions come from the backbone's own embed()
@@ -164,7 +156,7 @@ class LLMESR(SequentialRecommender):
         x_id = self.backbone.embed(self.item_emb(seq), mask) if cfg.use_collaborative else None
         x_sem = self.sem_backbone.embed(self.semantic_items(seq), mask) if cfg.use_semantic else None
         if cfg.cross_attention and x_id is not None and x_sem is not None:
-            allowed = _allowed(mask, causal=not self.is_bert)
+            allowed = attention_mask(mask, causal=not self.is_bert)
             # Residual on the stream being rebuilt: each view keeps its own signal and adds the
             # other-view-guided mixture. Without it, a position's own item (or BERT4Rec's mask
             # token) survives only if attention happens to focus on itself; masked-item training

@@ -7,6 +7,20 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def attention_mask(mask: torch.Tensor, causal: bool) -> torch.Tensor:
+    """(B, 1, L, L) boolean: which keys each query may attend to.
+
+    Padding keys are hidden; with ``causal`` so are later positions. Every query may always see
+    itself, so padding rows never attend to nothing (which would give NaN).
+    """
+    length = mask.shape[1]
+    eye = torch.eye(length, dtype=torch.bool, device=mask.device)
+    allowed = mask[:, None, None, :]
+    if causal:
+        allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
+    return allowed | eye
+
+
 class SelfAttention(nn.Module):
     def __init__(self, hidden: int, heads: int, attn_dropout: float) -> None:
         super().__init__()
@@ -60,21 +74,8 @@ class TransformerEncoder(nn.Module):
         )
         self.final_ln = nn.LayerNorm(hidden)
 
-    def attention_mask(self, mask: torch.Tensor) -> torch.Tensor:
-        """(B, 1, L, L) boolean: which keys each query may attend to.
-
-        Padding keys are hidden; with ``causal`` so are later positions. Every query may always see
-        itself, so padding rows never attend to nothing (which would give NaN).
-        """
-        length = mask.shape[1]
-        eye = torch.eye(length, dtype=torch.bool, device=mask.device)
-        allowed = mask[:, None, None, :]
-        if self.causal:
-            allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
-        return allowed | eye
-
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        allowed = self.attention_mask(mask)
+        allowed = attention_mask(mask, self.causal)
         for block in self.blocks:
             x = block(x, allowed) * mask.unsqueeze(-1)
         return self.final_ln(x)

@@ -16,8 +16,6 @@ half-written file.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -25,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from llmesr.io import atomic_write_text
+from llmesr.io import atomic_save_npy, atomic_write_text
 from llmesr.semantic.encoders import EncoderError, TextEncoder
 
 # Temp files older than this are leftovers of a killed run (a live writer finishes a batch file
@@ -83,21 +81,6 @@ def batch_key(identity: str, batch: list[str]) -> str:
     h.update(b"\x00")
     h.update("\x00".join(batch).encode())
     return h.hexdigest()
-
-
-def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    """``np.save`` to a temp file in the same folder, fsync, then ``os.replace`` onto ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _encode_checked(encoder: TextEncoder, batch: list[str], dim: int) -> np.ndarray:

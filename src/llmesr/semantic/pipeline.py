@@ -27,8 +27,8 @@ import numpy as np
 
 from llmesr.data.dataset import SequenceDataset
 from llmesr.data.split import Split
-from llmesr.io import atomic_write_json
-from llmesr.semantic.cache import atomic_save_npy, embed_texts
+from llmesr.io import atomic_save_npy, atomic_write_json
+from llmesr.semantic.cache import embed_texts
 from llmesr.semantic.encoders import TextEncoder, load_precomputed
 from llmesr.semantic.pca import pca_project
 from llmesr.semantic.prompts import USER_TEMPLATE, item_prompts, item_titles, user_prompts
