@@ -119,3 +119,13 @@ def test_every_loss_reaches_a_useful_model(patterned_dir, tmp_path):
         cfg = config(patterned_dir, loss=loss, negatives=3, epochs=30, dropout=0.1, attn_dropout=0.1, lr=5e-3)
         metrics = Trainer(cfg, prepare_data(cfg), tmp_path / loss).fit()
         assert metrics["test"]["full"]["overall"]["HR@5"] > 0.9, (loss, metrics["test"]["full"]["overall"])
+
+
+def test_position_loss_weighting_trains_and_differs_from_batch_weighting(patterned_dir, tmp_path):
+    cfg = config(patterned_dir, epochs=2)
+    data = prepare_data(cfg)
+    batch = Trainer(cfg, data, tmp_path / "b").fit()
+    position = Trainer(apply_overrides(cfg, {"loss_weighting": "position"}, "t"), data, tmp_path / "p").fit()
+    assert position["test"] != batch["test"]
+    with pytest.raises(ConfigError, match="loss_weighting"):
+        Trainer(apply_overrides(cfg, {"loss_weighting": "items"}, "t"), data, tmp_path / "x").fit()

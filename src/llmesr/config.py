@@ -68,6 +68,11 @@ class RunConfig:
     seed: int = 42
     eval_every: int = 1
     bucket_batches: bool = True
+    # "batch": each batch's loss is its mean over positions (every batch weighs the same);
+    # "position": scaled by the batch's share of positions, so every trained position weighs the
+    # same whatever batch it lands in (matters with length bucketing, where short-history batches
+    # hold far fewer positions).
+    loss_weighting: str = "batch"
     threads: int | None = None
     progress: bool = True
     # evaluation

@@ -190,12 +190,18 @@ class Trainer:
         batches = epoch_batches(
             self.train_rows, lengths, cfg.batch_size, np.random.default_rng(seed), bucket=cfg.bucket_batches
         )
+        if cfg.loss_weighting not in ("batch", "position"):
+            raise ConfigError(f"loss_weighting must be 'batch' or 'position', got {cfg.loss_weighting!r}")
+        positions = lengths - 1  # trained positions per row (next-item; proportional for masking)
+        mean_positions = positions[self.train_rows].sum() / len(batches)
         model.start_epoch(self.epoch)
         model.train()
         total = 0.0
         bar = tqdm(batches, desc=f"epoch {self.epoch + 1}", leave=False, disable=not cfg.progress)
         for rows in bar:
             loss = model.loss(model.train_input(self.data.split.train, rows), gen, users=rows)
+            if cfg.loss_weighting == "position":
+                loss = loss * float(positions[rows].sum() / mean_positions)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
