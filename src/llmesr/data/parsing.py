@@ -1,0 +1,145 @@
+"""Shared pieces of the format readers: the error type, the interaction log they all return,
+and the checks that turn raw columns into validated ids and timestamps."""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+class DataFormatError(ValueError):
+    """Input data that cannot be read. The message names the file (and line or column) at fault."""
+
+
+@dataclass
+class InteractionLog:
+    """Interactions in original ids, one row per interaction.
+
+    ``users`` and ``items`` are numpy arrays of ``str`` (dtype object). Rows are ordered so that
+    each user's interactions appear in time order (ties keep file order); users may interleave.
+    ``timestamps`` is float64 aligned with the rows, or ``None`` when only the order is known.
+    ``item_info`` holds item text fields, indexed by original item id (str); it may list items
+    that never occur in the log, and may miss items that do.
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    timestamps: np.ndarray | None
+    item_info: pd.DataFrame | None
+    source: str
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared helpers
+# ----------------------------------------------------------------------------------------------
+
+TABLE_SEPARATORS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
+PARQUET_SUFFIXES = (".parquet", ".pq")
+ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
+FORMATS = ("sequences", "atomic", "table")
+SUPPORTED = (
+    "a directory holding sequences.txt (and optionally items.jsonl); "
+    "a directory holding one RecBole <name>.inter (and optionally <name>.item), or the .inter file; "
+    "a .csv, .tsv, .parquet or .pq table"
+)
+
+
+def read_text(path: Path) -> str:
+    """Read a whole file as UTF-8, naming the line of the first undecodable byte.
+
+    We decode ourselves rather than letting pandas do it: pandas reports only a byte offset in an
+    internal buffer, which does not help anyone find the bad line.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataFormatError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    # A BOM written by some editors would otherwise become part of the first id or header field.
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataFormatError(
+            f"{path}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x}); re-encode the file as UTF-8"
+        ) from None
+
+
+def ids_to_str(values: pd.Series, what: str, locate: Callable[[int], str]) -> np.ndarray:
+    """Turn an id column into an object array of str, rejecting empty and non-id values.
+
+    Integer columns (Parquet stores them typed) become their decimal text, which is what the same
+    ids look like in a text file. Float columns are refused: ``1.0`` vs ``1`` would silently split
+    one id in two, and floats in an id column usually mean missing values were filled with NaN.
+    """
+    dtype = values.dtype
+    position = np.flatnonzero(values.isna().to_numpy())
+    if position.size:
+        raise DataFormatError(f"{locate(int(position[0]))}: empty {what}")
+    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_float_dtype(dtype):
+        raise DataFormatError(f"{locate(0)}: {what} holds {dtype} values; ids must be strings or integers")
+    if pd.api.types.is_object_dtype(dtype):
+        kind = pd.api.types.infer_dtype(values, skipna=False)
+        if kind not in ("string", "integer", "empty"):
+            raise DataFormatError(f"{locate(0)}: {what} holds {kind} values; ids must be strings or integers")
+    as_str = values.astype(str)
+    # Whitespace-only ids are as useless as empty ones and usually a stray separator.
+    empty = np.flatnonzero((as_str.str.strip() == "").to_numpy())
+    if empty.size:
+        raise DataFormatError(f"{locate(int(empty[0]))}: empty {what}")
+    return as_str.to_numpy(dtype=object)
+
+
+def to_float(values: pd.Series, what: str, locate: Callable[[int], str]) -> np.ndarray:
+    """Parse a numeric (timestamp) column to float64, naming the first value that is not a finite number.
+
+    Datetime columns (Parquet can store them typed) become seconds since the Unix epoch.
+    """
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    if pd.api.types.is_datetime64_dtype(values.dtype):
+        # Seconds since the epoch, whatever the stored resolution (pandas may use s, ms, us or ns).
+        parsed = (values - pd.Timestamp("1970-01-01")) / pd.Timedelta(seconds=1)
+    else:
+        try:
+            # Fast path: a straight cast is several times quicker than to_numeric on text columns.
+            parsed = values.astype(np.float64)
+        except (TypeError, ValueError):
+            parsed = pd.to_numeric(values, errors="coerce")
+    out = np.asarray(parsed, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(out))
+    if bad.size:
+        i = int(bad[0])
+        raise DataFormatError(f"{locate(i)}: {what} is not a finite number: {values.iloc[i]!r}")
+    return out
+
+
+def order_by_user_time(users: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+    """Row order that groups each user's rows and sorts them by time, ties keeping file order.
+
+    ``np.lexsort`` is stable, so equal (user, time) pairs keep their relative file order. Users end
+    up grouped in order of first appearance; the log contract allows any user order.
+    """
+    codes, _ = pd.factorize(users)
+    return np.lexsort((timestamps, codes))
+
+
+def index_item_info(frame: pd.DataFrame, ids: np.ndarray, locate: Callable[[int], str]) -> pd.DataFrame:
+    """Index item text by id, refusing duplicate ids (which one would win is otherwise arbitrary)."""
+    index = pd.Index(ids, name="item_id")
+    dup = np.flatnonzero(index.duplicated())
+    if dup.size:
+        second = int(dup[0])
+        first = int(np.flatnonzero(ids == ids[second])[0])
+        raise DataFormatError(
+            f"{locate(second)}: duplicate item_id {ids[second]!r} (first seen at {locate(first)})"
+        )
+    frame = frame.copy()
+    frame.index = index
+    return frame
