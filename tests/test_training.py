@@ -124,7 +124,7 @@ def test_every_loss_reaches_a_useful_model(patterned_dir, tmp_path):
 def test_position_loss_weighting_trains_and_differs_from_batch_weighting(patterned_dir, tmp_path):
     cfg = config(patterned_dir, epochs=2)
     data = prepare_data(cfg)
-    batch = Trainer(cfg, data, tmp_path / "b").fit()
+    batch = Trainer(apply_overrides(cfg, {"loss_weighting": "batch"}, "t"), data, tmp_path / "b").fit()
     position = Trainer(apply_overrides(cfg, {"loss_weighting": "position"}, "t"), data, tmp_path / "p").fit()
     assert position["test"] != batch["test"]
     with pytest.raises(ConfigError, match="loss_weighting"):

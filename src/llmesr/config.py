@@ -68,11 +68,11 @@ class RunConfig:
     seed: int = 42
     eval_every: int = 1
     bucket_batches: bool = True
-    # "batch": each batch's loss is its mean over positions (every batch weighs the same);
-    # "position": scaled by the batch's share of positions, so every trained position weighs the
-    # same whatever batch it lands in (matters with length bucketing, where short-history batches
-    # hold far fewer positions).
-    loss_weighting: str = "batch"
+    # "position": each batch's mean loss is scaled by the batch's share of trained positions, so
+    # every position weighs the same whatever batch it lands in. With length bucketing, batches of
+    # short histories hold far fewer positions; "batch" (plain per-batch mean) over-weights them.
+    # On Beauty, "position" gave SASRec-CE validation NDCG@10 0.066 vs 0.0625 with "batch".
+    loss_weighting: str = "position"
     threads: int | None = None
     progress: bool = True
     # evaluation
