@@ -119,6 +119,8 @@ class Trainer:
         self.cfg, self.data, self.out = cfg, data, Path(out_dir)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        if cfg.loss_weighting not in ("batch", "position"):
+            raise ConfigError(f"loss_weighting must be 'batch' or 'position', got {cfg.loss_weighting!r}")
         self.model = create_model(cfg, data)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         train = data.split.train
@@ -190,8 +192,6 @@ class Trainer:
         batches = epoch_batches(
             self.train_rows, lengths, cfg.batch_size, np.random.default_rng(seed), bucket=cfg.bucket_batches
         )
-        if cfg.loss_weighting not in ("batch", "position"):
-            raise ConfigError(f"loss_weighting must be 'batch' or 'position', got {cfg.loss_weighting!r}")
         positions = lengths - 1  # trained positions per row (next-item; proportional for masking)
         mean_positions = positions[self.train_rows].sum() / len(batches)
         model.start_epoch(self.epoch)
