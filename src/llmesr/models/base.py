@@ -21,6 +21,7 @@ from torch import nn
 
 from llmesr.data.sequences import Sequences
 from llmesr.models.losses import LOSSES, ranking_loss, sample_negatives
+from llmesr.models.transformer import Dropout
 
 
 @dataclass
@@ -85,7 +86,7 @@ class SequentialRecommender(nn.Module):
         h = config.hidden_size
         self.item_emb = nn.Embedding(n_item_rows or config.n_items + 1, h, padding_idx=0)
         self.pos_emb = nn.Embedding(config.max_len, h) if self.uses_positions else None
-        self.emb_dropout = nn.Dropout(config.dropout)
+        self.emb_dropout = Dropout(config.dropout)
 
     # ---- backbone: embedded sequence + mask -> hidden states --------------------------------
     def embed(self, vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -110,6 +111,11 @@ class SequentialRecommender(nn.Module):
     def item_table(self) -> torch.Tensor:
         """(n_items + 1, d) output item vectors; row 0 is padding."""
         return self.item_emb.weight[: self.config.n_items + 1]
+
+    def item_vectors(self, ids: torch.Tensor | None) -> torch.Tensor:
+        """Output vectors of ``ids`` (any shape + (d,)); of all real items 1..N when ``ids`` is None."""
+        table = self.item_table()
+        return table[1:] if ids is None else table[ids]
 
     def item_bias(self) -> torch.Tensor | None:
         return None
@@ -144,10 +150,18 @@ class SequentialRecommender(nn.Module):
     ) -> torch.Tensor:
         """Next-item loss with every position a target (SASRec / GRU4Rec style). ``users`` (the batch's
         user ids) is for models whose loss needs them (LLM-ESR's self-distillation)."""
+        return self.next_item_loss(batch, generator)[0]
+
+    def next_item_loss(
+        self, batch: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next-item loss and the hidden states it came from (LLM-ESR reuses the last column as
+        the user's representation instead of running the encoder a second time)."""
         inputs, targets = batch[:, :-1], batch[:, 1:]
         trained = (inputs > 0) & (targets > 0)
         hidden = self.hidden_states(inputs)
-        return self.loss_at(hidden[trained], targets[trained], batch, trained.nonzero()[:, 0], generator)
+        loss = self.loss_at(hidden[trained], targets[trained], batch, trained.nonzero()[:, 0], generator)
+        return loss, hidden
 
     def loss_at(
         self,
@@ -162,7 +176,7 @@ class SequentialRecommender(nn.Module):
         negs = None
         if cfg.loss != "ce":
             negs = sample_negatives(context, row_of, cfg.negatives, cfg.n_items, generator)
-        return ranking_loss(queries, targets, self.item_table(), self.item_bias(), cfg.loss, negs)
+        return ranking_loss(queries, targets, self.item_vectors, self.item_bias(), cfg.loss, negs)
 
     def init_weights(self) -> None:
         """Truncated-normal-free BERT-style init (as RecBole): small normal weights, zero biases."""

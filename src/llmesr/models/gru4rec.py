@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from llmesr.models.base import BackboneConfig, SequentialRecommender
+from llmesr.models.transformer import Dropout
 
 
 @dataclass
@@ -33,7 +34,7 @@ class GRUEncoder(nn.Module):
         super().__init__()
         self.gru = nn.GRU(hidden, hidden, num_layers=layers, batch_first=True, bias=True)
         self.proj = nn.Linear(hidden, hidden)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, length, h = x.shape

@@ -30,7 +30,7 @@ from torch import nn
 
 from llmesr.data.sequences import Sequences
 from llmesr.models.base import BackboneConfig, SequentialRecommender
-from llmesr.models.transformer import attention_mask
+from llmesr.models.transformer import attend, attention_mask
 
 
 @dataclass
@@ -92,9 +92,7 @@ class CrossAttention(nn.Module):
         b, length, h = query.shape
         q = self.q(query).view(b, length, self.heads, h // self.heads).transpose(1, 2)
         k, v = self.kv(source).view(b, length, 2, self.heads, h // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0
-        )
+        y = attend(q, k, v, allowed, self.dropout, self.training)
         return self.out(y.transpose(1, 2).reshape(b, length, h))
 
 
@@ -165,6 +163,11 @@ class LLMESR(SequentialRecommender):
                 x_id + self.cross_id(x_sem, x_id, allowed),
                 x_sem + self.cross_sem(x_id, x_sem, allowed),
             )
+        if x_id is not None and x_sem is not None and cfg.shared_encoder:
+            # One encoder call on both views stacked along the batch: same weights, same result,
+            # half the per-call overhead (which dominates the many short, bucketed batches).
+            both = self.backbone.encode(torch.cat([x_id, x_sem]), torch.cat([mask, mask]))
+            return torch.cat(self._head(both).chunk(2), dim=-1)
         if x_id is not None:
             parts.append(self._head(self.backbone.encode(x_id, mask)))
         if x_sem is not None:
@@ -179,6 +182,18 @@ class LLMESR(SequentialRecommender):
         parts = []
         if self.config.use_collaborative:
             parts.append(self.item_emb.weight[: self.config.n_items + 1])
+        if self.config.use_semantic:
+            parts.append(self.adapter(self.semantic[ids]))
+        return torch.cat(parts, dim=-1)
+
+    def item_vectors(self, ids: torch.Tensor | None) -> torch.Tensor:
+        """Only the rows asked for go through the adapter: BCE-1 needs two rows per position, not
+        the whole catalogue (computing the full table every step dominated the epoch time)."""
+        if ids is None:
+            return self.item_table()[1:]
+        parts = []
+        if self.config.use_collaborative:
+            parts.append(self.item_emb(ids))
         if self.config.use_semantic:
             parts.append(self.adapter(self.semantic[ids]))
         return torch.cat(parts, dim=-1)
@@ -215,8 +230,8 @@ class LLMESR(SequentialRecommender):
         users = np.arange(len(self.train_histories))
         order = np.argsort(self.train_histories.lengths, kind="stable")
         table = torch.empty(len(users), self.item_table().shape[1])
-        for start in range(0, len(order), 2048):
-            rows = order[start : start + 2048]
+        for start in range(0, len(order), 256):
+            rows = order[start : start + 256]
             table[rows] = self.user_repr(rows)
         self.teacher_table = table
         self.train(was_training)
@@ -241,15 +256,19 @@ class LLMESR(SequentialRecommender):
     def loss(
         self, batch: torch.Tensor, generator: torch.Generator | None = None, users: np.ndarray | None = None
     ) -> torch.Tensor:
-        rec = (
-            self._bert_loss(batch, generator)
-            if self.is_bert
-            else SequentialRecommender.loss(self, batch, generator)
-        )
         cfg = self.config
-        if cfg.distill_weight <= 0 or users is None or self.similar is None:
+        distill = cfg.distill_weight > 0 and users is not None and self.similar is not None
+        if self.is_bert:
+            rec = self._bert_loss(batch, generator)
+            # The masked input hides items, so the student is encoded from the unmasked prefix.
+            student = self.user_repr(np.asarray(users)) if distill else None
+        else:
+            rec, hidden = self.next_item_loss(batch, generator)
+            # The user's representation is the last column of the same forward pass (as in the
+            # authors' code): no second encoder run for the student.
+            student = hidden[:, -1]
+        if not distill:
             return rec
-        student = self.user_repr(np.asarray(users))
         return rec + cfg.distill_weight * self.distill_loss(student, self.teacher(np.asarray(users)).detach())
 
     def _bert_loss(self, batch: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

@@ -6,6 +6,8 @@ so backbones and LLM-ESR only have to say which positions are trained and with w
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -53,26 +55,29 @@ def sample_negatives(
 def ranking_loss(
     queries: torch.Tensor,
     targets: torch.Tensor,
-    item_table: torch.Tensor,
+    item_vectors: Callable[[torch.Tensor], torch.Tensor],
     item_bias: torch.Tensor | None,
     kind: str,
     negatives: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean loss over ``queries`` (M, d) whose correct items are ``targets`` (M,).
 
-    ``item_table`` is (n_items + 1, d) with row 0 = padding, which is never a valid answer.
+    ``item_vectors(ids)`` returns the output vectors of the given item ids (any shape + (d,)), or of
+    every real item (rows 1..N) when ``ids`` is None. ``ce`` asks for every real item, the sampled
+    losses only for targets and negatives, so a model whose item vectors are computed (LLM-ESR's
+    adapter) pays only for the rows it needs.
     """
     if kind == "ce":
         # Score real items only (rows 1..N): cheaper than masking the padding column in place,
         # which makes autograd copy the whole (M, N) logit matrix.
-        logits = queries @ item_table[1:].T
+        logits = queries @ item_vectors(None).T
         if item_bias is not None:
             logits = logits + item_bias[1:]
         return F.cross_entropy(logits, targets - 1)
     if negatives is None:
         raise ValueError(f"loss {kind!r} needs sampled negatives")
-    pos = (queries * item_table[targets]).sum(-1)
-    neg = torch.einsum("md,mnd->mn", queries, item_table[negatives])
+    pos = (queries * item_vectors(targets)).sum(-1)
+    neg = torch.einsum("md,mnd->mn", queries, item_vectors(negatives))
     if item_bias is not None:
         pos = pos + item_bias[targets]
         neg = neg + item_bias[negatives]

@@ -21,6 +21,44 @@ def attention_mask(mask: torch.Tensor, causal: bool) -> torch.Tensor:
     return allowed | eye
 
 
+def fast_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout. On CPU the mask comes from ``torch.rand``: PyTorch's ``bernoulli_`` (behind
+    ``nn.Dropout`` and SDPA's dropout) is about 3x slower there and was the largest single cost of
+    a training step (benchmarks/bench_core.py). On GPU the fused kernel is used."""
+    if not training or p == 0.0:
+        return x
+    if x.is_cuda:
+        return F.dropout(x, p, True)
+    keep = torch.rand(x.shape, device=x.device) >= p
+    return x * keep * (1.0 / (1.0 - p))
+
+
+class Dropout(nn.Module):
+    """Drop-in for ``nn.Dropout`` using :func:`fast_dropout`."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fast_dropout(x, self.p, self.training)
+
+
+def attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor, dropout: float, training: bool
+) -> torch.Tensor:
+    """Scaled dot-product attention with dropout on the weights. Without dropout (or on GPU) this
+    is SDPA; on CPU with dropout the weights are computed explicitly so that the mask can be drawn
+    by :func:`fast_dropout` (SDPA falls back to the same explicit path there anyway)."""
+    if not training or dropout == 0.0 or q.is_cuda:
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=allowed, dropout_p=dropout if training else 0.0
+        )
+    scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+    weights = scores.masked_fill(~allowed, float("-inf")).softmax(-1)
+    return fast_dropout(weights, dropout, True) @ v
+
+
 class SelfAttention(nn.Module):
     def __init__(self, hidden: int, heads: int, attn_dropout: float) -> None:
         super().__init__()
@@ -34,9 +72,7 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         b, length, h = x.shape
         q, k, v = self.qkv(x).view(b, length, 3, self.heads, h // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=allowed, dropout_p=self.attn_dropout if self.training else 0.0
-        )
+        y = attend(q, k, v, allowed, self.attn_dropout, self.training)
         return self.out(y.transpose(1, 2).reshape(b, length, h))
 
 
@@ -47,7 +83,7 @@ class TransformerBlock(nn.Module):
         self.attn = SelfAttention(hidden, heads, attn_dropout)
         self.ln2 = nn.LayerNorm(hidden)
         self.ffn = nn.Sequential(nn.Linear(hidden, inner), nn.GELU(), nn.Linear(inner, hidden))
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         x = x + self.drop(self.attn(self.ln1(x), allowed))
