@@ -1,23 +1,33 @@
 #!/usr/bin/env bash
-# The main job, end to end on real data: embed (cached) -> train -> evaluate -> report.
+# The main job, end to end on real data:
+#   embed (cached) -> train SASRec and LLM-ESR-SASRec -> evaluate both -> comparison table + chart.
 #   bash scripts/run.sh                 # Amazon Beauty from ../shared/data/beauty
 #   bash scripts/run.sh --data PATH     # any dataset in a supported format
-#   bash scripts/run.sh --quick         # a short run to see the pipeline finish
-# Extra arguments go to `llmesr train` (e.g. --set loss=bce). Runs resume when rerun.
+#   bash scripts/run.sh --quick         # 3 epochs per model, to see the pipeline finish
+#   bash scripts/run.sh --paper         # the paper's training setup (BCE-1, max length 200, batch 128)
+# Other arguments go to both `llmesr train` calls (e.g. --set seed=7). Reruns resume / reuse.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-data=beauty quick=() rest=()
+data=beauty quick=() rest=() preset=ce
 while [ $# -gt 0 ]; do
   case "$1" in
     --data) data="$2"; shift 2 ;;
-    --quick) quick=(--set epochs=5); shift ;;
+    --quick) quick=(--set epochs=3); shift ;;
+    --paper) preset=paper; shift ;;
     *) rest+=("$1"); shift ;;
   esac
 done
-name="$(basename "$data")"
-.venv/bin/llmesr embed --data "$data"
-out="runs/${name}_sasrec${quick:+_quick}"
-.venv/bin/llmesr train --data "$data" --config configs/sasrec_ce.yaml --out "$out" "${quick[@]}" "${rest[@]}"
-echo "run folder: $out (metrics.json, log.jsonl, best.pt); top-100 lists: $out/recs_test.csv"
-.venv/bin/llmesr recommend "$out" --split test --k 100 --out "$out/recs_test.csv"
+if [ "$preset" = paper ]; then
+  sasrec_cfg=configs/sasrec_paper.yaml llmesr_cfg=configs/llmesr_sasrec_paper.yaml
+else
+  sasrec_cfg=configs/sasrec_ce.yaml llmesr_cfg=configs/llmesr_sasrec_ce.yaml
+fi
+name="$(basename "$data")_${preset}${quick:+_quick}"
+llmesr=.venv/bin/llmesr
+$llmesr embed --data "$data"
+$llmesr train --data "$data" --config "$sasrec_cfg" --out "runs/${name}_sasrec" "${quick[@]}" "${rest[@]}"
+$llmesr train --data "$data" --config "$llmesr_cfg" --out "runs/${name}_llmesr" "${quick[@]}" "${rest[@]}"
+$llmesr compare "SASRec=runs/${name}_sasrec" "LLM-ESR-SASRec=runs/${name}_llmesr" --out "runs/${name}_compare"
+$llmesr recommend "runs/${name}_llmesr" --split test --k 100 --out "runs/${name}_llmesr/recs_test.csv"
+echo "runs: runs/${name}_sasrec, runs/${name}_llmesr; comparison: runs/${name}_compare/comparison.{md,csv,png}"

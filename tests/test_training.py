@@ -47,6 +47,31 @@ def test_training_writes_a_complete_run_folder(patterned_dir, tmp_path):
     assert saved["best_epoch"] == max(log, key=lambda r: r["valid"]["NDCG@10"])["epoch"]
 
 
+def test_run_folder_ranks_and_serving_table_reproduce_the_metrics(patterned_dir, tmp_path):
+    import numpy as np
+
+    from llmesr.evaluation import metrics_from_ranks
+
+    cfg = config(patterned_dir, epochs=2)
+    data = prepare_data(cfg)
+    metrics = Trainer(cfg, data, tmp_path / "run").fit()
+    ranks = np.load(tmp_path / "run" / "ranks.npz")
+    for split in ("valid", "test"):
+        for protocol in ("full", "sampled"):
+            assert metrics_from_ranks(ranks[f"{split}_{protocol}"], cfg.ks) == metrics[split][protocol]["overall"]
+        tail = ranks[f"{split}_tail_item"]
+        expected = metrics[split]["full"]["groups"]["tail_item"]["NDCG@10"]
+        assert metrics_from_ranks(ranks[f"{split}_full"][tail], [10])["NDCG@10"] == expected
+    # One matrix product with the exported table gives the model's own scores.
+    model = model_from_checkpoint(tmp_path / "run" / "best.pt")
+    table = torch.from_numpy(np.load(tmp_path / "run" / "item_table.npy"))
+    seq = torch.tensor([[0, 3, 4, 5], [6, 7, 8, 9]])
+    with torch.no_grad():
+        users = model.user_vectors(seq)
+        fused = torch.cat([users, torch.ones(2, 1)], dim=1) @ table.T
+        torch.testing.assert_close(fused[:, 1:], model.score_all(seq)[:, 1:], rtol=1e-5, atol=1e-5)
+
+
 def test_same_seed_gives_identical_runs(patterned_dir, tmp_path):
     cfg = config(patterned_dir, epochs=2)
     data = prepare_data(cfg)

@@ -1,4 +1,4 @@
-"""The ``llmesr`` command: train, evaluate, recommend.
+"""The ``llmesr`` command: train, embed, evaluate, recommend, compare.
 
 Every user-facing error (bad data, bad config, wrong checkpoint) is one line on stderr and exit
 code 2; nothing is written for a run whose inputs are rejected.
@@ -63,6 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=100)
     p.add_argument("--out", type=Path, required=True, help="CSV file: user_id,rank,item_id,score")
     p.add_argument("--include-history", action="store_true", help="allow items already in the history")
+
+    p = sub.add_parser(
+        "compare",
+        help="compare runs (first = baseline): table per protocol and head/tail group, t-test, bar chart",
+    )
+    p.add_argument(
+        "methods",
+        nargs="+",
+        metavar="[LABEL=]RUN[,RUN...]",
+        help="a run folder, or a label with comma-separated run folders (one per seed)",
+    )
+    p.add_argument("--out", type=Path, help="write comparison.md, comparison.csv and comparison.png here")
+    p.add_argument("--split", choices=("valid", "test"), default="test")
     return parser
 
 
@@ -151,11 +164,55 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_methods(specs: list[str]) -> dict[str, list[Path]]:
+    methods: dict[str, list[Path]] = {}
+    for spec in specs:
+        label, _, runs = spec.rpartition("=")
+        paths = [Path(r) for r in runs.split(",") if r]
+        label = label or paths[0].name
+        if label in methods:
+            raise ConfigError(f"method label {label!r} given twice")
+        for path in paths:
+            if not (path / "best.pt").exists():
+                raise ConfigError(f"{path} is not a finished run folder (no best.pt)")
+        methods[label] = paths
+    return methods
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from llmesr.experiments import RunRanks, bar_chart, compare, markdown_table
+
+    methods = {
+        label: [RunRanks.load(run, args.split) for run in runs]
+        for label, runs in parse_methods(args.methods).items()
+    }
+    frame = compare(methods)
+    text = "\n\n".join(
+        f"### {args.split}, {protocol} ranking\n\n{markdown_table(frame, protocol)}"
+        for protocol in dict.fromkeys(frame.protocol)
+    )
+    text += (
+        "\n\nmean ± sd over seeds; (+x%) relative to the first method; * paired t-test over users "
+        "p < 0.05 in the method's favour; best in bold.\n"
+    )
+    print(text)
+    if args.out:
+        atomic_write_text(args.out / "comparison.md", text)
+        atomic_write_text(args.out / "comparison.csv", frame.to_csv(index=False))
+        bar_chart(frame, args.out / "comparison.png")
+        print(f"wrote {args.out}/comparison.md, comparison.csv and comparison.png")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"train": cmd_train, "embed": cmd_embed, "evaluate": cmd_evaluate, "recommend": cmd_recommend}[
-        args.command
-    ]
+    handler = {
+        "train": cmd_train,
+        "embed": cmd_embed,
+        "evaluate": cmd_evaluate,
+        "recommend": cmd_recommend,
+        "compare": cmd_compare,
+    }[args.command]
     try:
         return handler(args)
     except USER_ERRORS as err:

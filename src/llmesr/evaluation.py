@@ -150,6 +150,18 @@ def evaluate(
     ranks = rank_targets(
         model, split, negatives=negatives, exclude_history=exclude_history, batch_size=batch_size
     )
+    return describe_ranks(ranks, split, groups, negatives, ks, exclude_history)
+
+
+def describe_ranks(
+    ranks: dict[str, np.ndarray],
+    split: EvalSplit,
+    groups: HeadTailGroups | None,
+    negatives: torch.Tensor | None,
+    ks: Sequence[int],
+    exclude_history: bool,
+) -> dict[str, dict[str, object]]:
+    """The metrics dict of :func:`evaluate` from ranks already computed by :func:`rank_targets`."""
     out = {}
     for protocol, r in ranks.items():
         detail = {"sampled_negatives": int(negatives.shape[1])} if protocol == "sampled" else {}

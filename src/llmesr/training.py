@@ -23,8 +23,8 @@ from llmesr.data.dataset import SequenceDataset, load_dataset, resolve_data_path
 from llmesr.data.formats import detect_format
 from llmesr.data.groups import HeadTailGroups, groups_from_preset
 from llmesr.data.split import Split, make_split
-from llmesr.evaluation import evaluate, rank_targets, sampled_negatives, summarize
-from llmesr.io import append_jsonl, atomic_write_json, atomic_write_text
+from llmesr.evaluation import describe_ranks, rank_targets, sampled_negatives, summarize
+from llmesr.io import append_jsonl, atomic_save_npy, atomic_save_npz, atomic_write_json, atomic_write_text
 from llmesr.models import LLMESR, SequentialRecommender, build_model, model_config
 
 
@@ -101,15 +101,35 @@ def model_from_checkpoint(path: Path, fingerprint: str | None = None) -> Sequent
 
 
 def evaluate_model(model: SequentialRecommender, data: RunData, cfg: RunConfig, name: str) -> dict:
-    return evaluate(
+    return evaluate_with_ranks(model, data, cfg, name)[0]
+
+
+def evaluate_with_ranks(
+    model: SequentialRecommender, data: RunData, cfg: RunConfig, name: str
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """Metrics of one evaluation split and the per-user ranks they come from."""
+    split = data.split.eval_split(name)
+    ranks = rank_targets(
         model,
-        data.split.eval_split(name),
-        groups=data.groups,
+        split,
         negatives=data.negatives[name],
-        ks=cfg.ks,
         exclude_history=cfg.exclude_history,
         batch_size=cfg.eval_batch_size,
     )
+    metrics = describe_ranks(ranks, split, data.groups, data.negatives[name], cfg.ks, cfg.exclude_history)
+    return metrics, ranks
+
+
+def rank_arrays(data: RunData, name: str, ranks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What ``ranks.npz`` stores for one split: per-user ranks by protocol and group membership,
+    enough to compare runs user by user (paired tests) without reloading data or models."""
+    split = data.split.eval_split(name)
+    return {
+        f"{name}_users": split.users,
+        f"{name}_tail_user": data.groups.tail_user[split.users],
+        f"{name}_tail_item": data.groups.tail_item[split.targets],
+        **{f"{name}_{protocol}": r for protocol, r in ranks.items()},
+    }
 
 
 class Trainer:
@@ -258,8 +278,13 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "epochs_trained": self.epoch,
             "dataset": self.data.dataset_info(),
-            "valid": evaluate_model(model, self.data, self.cfg, "valid"),
-            "test": evaluate_model(model, self.data, self.cfg, "test"),
         }
+        arrays = {}
+        for name in ("valid", "test"):
+            metrics[name], ranks = evaluate_with_ranks(model, self.data, self.cfg, name)
+            arrays.update(rank_arrays(self.data, name, ranks))
+        # Serving table: scores are [user_vector, 1] @ item_table.T (see fused_item_table).
+        atomic_save_npy(self.out / "item_table.npy", model.fused_item_table().numpy())
+        atomic_save_npz(self.out / "ranks.npz", arrays)
         atomic_write_json(self.out / "metrics.json", metrics)
         return metrics

@@ -120,6 +120,16 @@ class SequentialRecommender(nn.Module):
     def item_bias(self) -> torch.Tensor | None:
         return None
 
+    @torch.no_grad()
+    def fused_item_table(self) -> torch.Tensor:
+        """(n_items + 1, d + 1) serving table: item vectors with the item bias as a last column (0
+        when the model has none), so that ``[user_vector, 1] @ table.T`` are the scores of
+        :meth:`score_all` in one matrix product. Row 0 (padding) must still be masked by the caller."""
+        table = self.item_table()
+        bias = self.item_bias()
+        bias = torch.zeros(len(table)) if bias is None else bias[: len(table)]
+        return torch.cat([table, bias.unsqueeze(1)], dim=1).float()
+
     def user_vectors(self, seq: torch.Tensor) -> torch.Tensor:
         """(B, d) representation of each (left-padded) history: the last position's hidden state."""
         return self.hidden_states(seq)[:, -1]
