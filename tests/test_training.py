@@ -58,7 +58,8 @@ def test_run_folder_ranks_and_serving_table_reproduce_the_metrics(patterned_dir,
     ranks = np.load(tmp_path / "run" / "ranks.npz")
     for split in ("valid", "test"):
         for protocol in ("full", "sampled"):
-            assert metrics_from_ranks(ranks[f"{split}_{protocol}"], cfg.ks) == metrics[split][protocol]["overall"]
+            overall = metrics[split][protocol]["overall"]
+            assert metrics_from_ranks(ranks[f"{split}_{protocol}"], cfg.ks) == overall
         tail = ranks[f"{split}_tail_item"]
         expected = metrics[split]["full"]["groups"]["tail_item"]["NDCG@10"]
         assert metrics_from_ranks(ranks[f"{split}_full"][tail], [10])["NDCG@10"] == expected

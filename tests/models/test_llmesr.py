@@ -189,3 +189,29 @@ def test_contrastive_distillation_variant_trains():
     )
     loss.backward()
     assert torch.isfinite(loss)
+
+
+def test_folded_adapter_equals_the_layers_applied_in_turn_and_trains_both():
+    model = make_llmesr("sasrec")
+    x = torch.randn(7, model.config.semantic_dim)
+    stepwise = model.adapter[1](model.adapter[0](x))
+    torch.testing.assert_close(model.adapter(x), stepwise, rtol=1e-5, atol=1e-6)
+    model.adapter(x).sum().backward()
+    assert model.adapter[0].weight.grad is not None and model.adapter[1].bias.grad is not None
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "bert4rec", "gru4rec"])
+def test_fused_item_table_gives_the_model_scores_in_one_product(backbone):
+    model = make_llmesr(backbone)
+    model.eval()
+    seq = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]])
+    with torch.no_grad():
+        table = model.fused_item_table()
+        assert table.shape == (N_ITEMS + 1, model.item_table().shape[1] + 1)
+        users = torch.cat([model.user_vectors(seq), torch.ones(2, 1)], dim=1)
+        torch.testing.assert_close(
+            (users @ table.T)[:, 1:], model.score_all(seq)[:, 1:], rtol=1e-5, atol=1e-5
+        )
+    # Sampled losses look rows up through item_vectors: the same vectors as the full table.
+    ids = torch.tensor([[1, 5], [N_ITEMS, 2]])
+    torch.testing.assert_close(model.item_vectors(ids), model.item_table()[ids])

@@ -96,6 +96,20 @@ class CrossAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(b, length, h))
 
 
+class LinearAdapter(nn.Sequential):
+    """Stacked linear layers with no activation (as in the authors' code), applied as one folded
+    matrix: ``x @ (W1 W2) + b``. The composition is computed once per call on the small weights, so
+    each looked-up row costs one d x h product instead of d x d/2 + d/2 x h (3.5x fewer FLOPs on the
+    hottest path of a step). Gradients reach both layers through the fold; parameter names are those
+    of the plain ``nn.Sequential``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self[0].weight, self[0].bias  # (out, in), (out,)
+        for layer in list(self)[1:]:
+            weight, bias = layer.weight @ weight, layer.weight @ bias + layer.bias
+        return F.linear(x, weight, bias)
+
+
 class LLMESR(SequentialRecommender):
     config: LLMESRConfig
     uses_positions = False  # positions come from the backbone's own embed()
@@ -127,7 +141,7 @@ class LLMESR(SequentialRecommender):
         layers = (
             [nn.Linear(d, d // 2), nn.Linear(d // 2, h)] if cfg.adapter_layers == 2 else [nn.Linear(d, h)]
         )
-        self.adapter = nn.Sequential(*layers)
+        self.adapter = LinearAdapter(*layers)
         self.sem_mask = nn.Parameter(torch.zeros(h)) if self.is_bert else None
         self.cross_id = CrossAttention(h, cfg.cross_heads, cfg.attn_dropout)
         self.cross_sem = CrossAttention(h, cfg.cross_heads, cfg.attn_dropout)
