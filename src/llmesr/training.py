@@ -142,7 +142,11 @@ class Trainer:
         if cfg.loss_weighting not in ("batch", "position"):
             raise ConfigError(f"loss_weighting must be 'batch' or 'position', got {cfg.loss_weighting!r}")
         self.model = create_model(cfg, data)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if not 0.0 <= cfg.adam_beta2 < 1.0:
+            raise ConfigError(f"adam_beta2 must be in [0, 1), got {cfg.adam_beta2}")
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=cfg.lr, betas=(0.9, cfg.adam_beta2), weight_decay=cfg.weight_decay
+        )
         train = data.split.train
         self.train_rows = np.flatnonzero(train.lengths >= 2)  # one input and one target at least
         if len(self.train_rows) == 0:
@@ -217,7 +221,9 @@ class Trainer:
         model.start_epoch(self.epoch)
         model.train()
         total = 0.0
-        bar = tqdm(batches, desc=f"epoch {self.epoch + 1}", leave=False, disable=not cfg.progress)
+        bar = tqdm(
+            batches, desc=f"epoch {self.epoch + 1}", leave=False, disable=True if not cfg.progress else None
+        )
         for rows in bar:
             loss = model.loss(model.train_input(self.data.split.train, rows), gen, users=rows)
             if cfg.loss_weighting == "position":
