@@ -1,4 +1,4 @@
-"""The ``llmesr`` command: train, embed, evaluate, recommend, compare.
+"""The ``llmesr`` command: train, embed, evaluate, recommend, compare, export.
 
 Every user-facing error (bad data, bad config, wrong checkpoint) is one line on stderr and exit
 code 2; nothing is written for a run whose inputs are rejected.
@@ -22,8 +22,17 @@ from llmesr.data.formats import DataFormatError
 from llmesr.evaluation import format_table, top_k
 from llmesr.io import atomic_write_json, atomic_write_text
 from llmesr.semantic.encoders import EncoderError
+from llmesr.serving.bundle import BundleError
 
-USER_ERRORS = (DataFormatError, ConfigError, CheckpointError, EncoderError, FileNotFoundError, KeyError)
+USER_ERRORS = (
+    DataFormatError,
+    ConfigError,
+    CheckpointError,
+    EncoderError,
+    BundleError,
+    FileNotFoundError,
+    KeyError,
+)
 
 
 def _set_arg(p: argparse.ArgumentParser, help: str) -> None:
@@ -57,12 +66,23 @@ def build_parser() -> argparse.ArgumentParser:
     _set_arg(p, "evaluation settings, e.g. --set exclude_history=false --set groups=beauty_paper")
     p.add_argument("--out", type=Path, help="also write the metrics to this JSON file")
 
-    p = sub.add_parser("recommend", help="export each evaluated user's top-k list with original ids")
-    p.add_argument("run", type=Path)
+    p = sub.add_parser(
+        "recommend",
+        help="top-k lists: every evaluated user of a run, or histories given to a bundle",
+        description="With a run folder: each evaluated user's top-k (--split) into --out. With a "
+        "bundle folder (llmesr export): the top-k for --history or for every user of --input.",
+    )
+    p.add_argument("run", type=Path, help="run folder or bundle folder")
     p.add_argument("--split", choices=("valid", "test"), default="test")
     p.add_argument("--k", type=int, default=100)
-    p.add_argument("--out", type=Path, required=True, help="CSV file: user_id,rank,item_id,score")
+    p.add_argument("--out", type=Path, help="CSV (or .parquet for bundles): user_id,rank,item_id,score")
     p.add_argument("--include-history", action="store_true", help="allow items already in the history")
+    p.add_argument("--history", nargs="+", metavar="ITEM_ID", help="bundle: one history, oldest first")
+    p.add_argument("--input", type=Path, help="bundle: CSV/Parquet with user_id,item_id rows in time order")
+
+    p = sub.add_parser("export", help="export a run's best model as a self-contained serving bundle")
+    p.add_argument("run", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="bundle folder")
 
     p = sub.add_parser(
         "compare",
@@ -137,11 +157,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from llmesr.serving import export_bundle
+
+    if not (args.run / "best.pt").exists():
+        raise ConfigError(f"{args.run} is not a finished run folder (no best.pt)")
+    out = export_bundle(args.run, args.out)
+    print(f"bundle written to {out}")
+    return 0
+
+
 def cmd_recommend(args: argparse.Namespace) -> int:
     from llmesr.training import model_from_checkpoint, prepare_data
 
     if args.k < 1:
         raise ConfigError("--k must be at least 1")
+    if (args.run / "bundle.json").exists():
+        from llmesr.serving.batch import recommend_from_bundle
+
+        return recommend_from_bundle(args)
+    if args.history or args.input:
+        raise ConfigError("--history / --input need a bundle folder (make one with llmesr export)")
+    if args.out is None:
+        raise ConfigError("--out is required when recommending for a run's evaluated users")
     cfg = load_run_config(args.run)
     data = prepare_data(cfg)
     model = model_from_checkpoint(args.run / "best.pt", data.dataset.fingerprint())
@@ -212,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate": cmd_evaluate,
         "recommend": cmd_recommend,
         "compare": cmd_compare,
+        "export": cmd_export,
     }[args.command]
     try:
         return handler(args)

@@ -1,0 +1,5 @@
+"""Serving: self-contained model bundles and recommendations from them."""
+
+from llmesr.serving.bundle import Bundle, BundleError, Recommendation, export_bundle
+
+__all__ = ["Bundle", "BundleError", "Recommendation", "export_bundle"]

@@ -1,0 +1,92 @@
+"""``llmesr recommend BUNDLE``: recommendations for one history or for every user of a file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from llmesr.config import ConfigError
+from llmesr.io import atomic_write_text
+from llmesr.serving.bundle import Bundle
+
+CHUNK = 1024  # histories per encoder pass
+
+
+def read_histories(path: Path) -> tuple[list[str], list[list[str]]]:
+    """Users and their histories from a CSV/TSV/Parquet file with ``user_id`` and ``item_id``
+    columns; rows are in time order, or sorted by a ``timestamp`` column when there is one."""
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str)
+    except Exception as err:  # noqa: BLE001 - any parser failure is the same user error
+        raise ConfigError(f"{path}: cannot read ({type(err).__name__}: {err})") from None
+    missing = {"user_id", "item_id"} - set(frame.columns)
+    if missing:
+        raise ConfigError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    if frame[["user_id", "item_id"]].isna().any().any():
+        line = int(np.flatnonzero(frame[["user_id", "item_id"]].isna().any(axis=1))[0]) + 2
+        raise ConfigError(f"{path}, line {line}: empty user_id or item_id")
+    if "timestamp" in frame.columns:
+        frame = frame.sort_values("timestamp", kind="stable")
+    frame = frame.astype({"user_id": str, "item_id": str})
+    groups = frame.groupby("user_id", sort=False)["item_id"]
+    return list(groups.groups), [list(items) for _, items in groups]
+
+
+def recommend_frame(
+    bundle: Bundle, users: list[str], histories: list[list[str]], k: int, exclude_seen: bool
+) -> pd.DataFrame:
+    parts = []
+    for start in range(0, len(histories), CHUNK):
+        recs = bundle.recommend_many(histories[start : start + CHUNK], k, exclude_seen)
+        for user, rec in zip(users[start : start + CHUNK], recs, strict=True):
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "user_id": user,
+                        "rank": np.arange(1, len(rec.items) + 1),
+                        "item_id": rec.items,
+                        "score": rec.scores,
+                        "title": bundle.items["title"].to_numpy()[rec.internal],
+                        "tail": bundle.items["tail"].to_numpy()[rec.internal],
+                    }
+                )
+            )
+    return pd.concat(parts, ignore_index=True)
+
+
+def write_frame(frame: pd.DataFrame, out: Path) -> None:
+    if out.suffix.lower() == ".parquet":
+        tmp = out.with_name(f".{out.name}.tmp")
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(out)
+    else:
+        atomic_write_text(out, frame.to_csv(index=False))
+
+
+def recommend_from_bundle(args: argparse.Namespace) -> int:
+    if bool(args.history) == bool(args.input):
+        raise ConfigError("give exactly one of --history ITEM... or --input FILE with a bundle")
+    bundle = Bundle(args.run)
+    if args.history:
+        users, histories = ["-"], [list(args.history)]
+    else:
+        users, histories = read_histories(args.input)
+    try:
+        frame = recommend_frame(bundle, users, histories, args.k, not args.include_history)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if args.out:
+        write_frame(frame, args.out)
+        print(f"wrote {len(frame):,} rows for {len(users):,} users to {args.out}")
+    else:
+        print(frame.drop(columns="user_id").to_string(index=False))
+    return 0

@@ -1,0 +1,138 @@
+"""Model bundles: export, reload, recommendations identical to the run's, batch files, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from llmesr.cli import main
+from llmesr.serving import Bundle, BundleError
+
+LEARN = ["--set", "loss=ce", "--set", "lr=0.01", "--set", "dropout=0.0"]
+FAST = ["--set", "max_len=10", "--set", "hidden_size=16", "--set", "batch_size=16", "--set", "progress=false"]
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory):
+    from conftest import patterned_rows, write_sequences_dir
+
+    root = tmp_path_factory.mktemp("bundle")
+    data = write_sequences_dir(root / "data", patterned_rows())
+    run = root / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(data),
+                "--model",
+                "gru4rec",
+                "--out",
+                str(run),
+                "--epochs",
+                "15",
+                *FAST,
+                *LEARN,
+            ]
+        )
+        == 0
+    )
+    assert main(["export", str(run), "--out", str(root / "bundle")]) == 0
+    return root
+
+
+def test_bundle_recommends_exactly_what_the_run_ranks(bundle_dir):
+    from llmesr.cli import load_run_config
+    from llmesr.evaluation import top_k
+    from llmesr.training import model_from_checkpoint, prepare_data
+
+    bundle = Bundle(bundle_dir / "bundle")
+    cfg = load_run_config(bundle_dir / "run")
+    data = prepare_data(cfg)
+    model = model_from_checkpoint(bundle_dir / "run" / "best.pt")
+    split = data.split.test
+    items, _ = top_k(model, split, 5)
+    users = np.arange(10)
+    histories = [
+        data.dataset.item_ids[
+            split.inputs.items[split.inputs.offsets[u] : split.inputs.offsets[u + 1]]
+        ].tolist()
+        for u in users
+    ]
+    recs = bundle.recommend_many(histories, k=5)
+    for u, rec in zip(users, recs, strict=True):
+        assert rec.items.tolist() == data.dataset.item_ids[items[u]].tolist()
+        assert not set(rec.items) & set(histories[u])  # seen items excluded by default
+    everything = bundle.recommend(histories[0], k=1000, exclude_seen=False)
+    assert len(everything.items) == data.dataset.n_items
+    assert bundle.items.loc[everything.internal, "item_id"].tolist() == everything.items.tolist()
+
+
+def test_bundle_files_are_plain_and_weights_only(bundle_dir):
+    folder = bundle_dir / "bundle"
+    meta = json.loads((folder / "bundle.json").read_text())
+    assert meta["model"] == "gru4rec" and meta["dataset"]["n_items"] == 20
+    torch.load(folder / "weights.pt", weights_only=True)
+    items = pd.read_parquet(folder / "items.parquet")
+    assert items.loc[1:, "title"].str.startswith("item ").all()
+    assert items["popularity"].sum() > 0 and items["tail"].dtype == bool
+
+
+def test_recommend_from_bundle_for_a_history_and_a_batch_file(bundle_dir, tmp_path, capsys):
+    bundle = bundle_dir / "bundle"
+    assert main(["recommend", str(bundle), "--history", "3", "4", "5", "--k", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "title" in printed and "item 6" in printed  # the cycle's next item
+    log = pd.DataFrame(
+        {"user_id": ["a", "b", "a", "b"], "item_id": ["1", "7", "2", "8"], "timestamp": [1, 1, 2, 2]}
+    )
+    log.to_parquet(tmp_path / "in.parquet")
+    assert (
+        main(
+            [
+                "recommend",
+                str(bundle),
+                "--input",
+                str(tmp_path / "in.parquet"),
+                "--k",
+                "4",
+                "--out",
+                str(tmp_path / "out.parquet"),
+            ]
+        )
+        == 0
+    )
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert out.groupby("user_id")["rank"].apply(list).to_dict() == {"a": [1, 2, 3, 4], "b": [1, 2, 3, 4]}
+    assert set(out.columns) == {"user_id", "rank", "item_id", "score", "title", "tail"}
+    assert (out.groupby("user_id")["score"].apply(lambda s: s.is_monotonic_decreasing)).all()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--history", "3", "nope"], "unknown item id(s): 'nope'"),
+        (["--k", "0", "--history", "3"], "--k must be at least 1"),
+        ([], "exactly one of --history"),
+    ],
+)
+def test_bad_requests_are_one_line_errors(bundle_dir, capsys, args, message):
+    assert main(["recommend", str(bundle_dir / "bundle"), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_batch_file_and_broken_bundle(bundle_dir, tmp_path, capsys):
+    (tmp_path / "bad.csv").write_text("user_id,item\nu,1\n")
+    assert main(["recommend", str(bundle_dir / "bundle"), "--input", str(tmp_path / "bad.csv")]) == 2
+    assert "missing column(s) item_id" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "bundle.json").write_text((bundle_dir / "bundle" / "bundle.json").read_text())
+    with pytest.raises(BundleError, match="weights.pt is missing"):
+        Bundle(broken)
+    assert main(["recommend", str(broken), "--history", "1"]) == 2
+    assert "incomplete bundle" in capsys.readouterr().err
