@@ -1,4 +1,4 @@
-"""The ``llmesr`` command: train, embed, evaluate, recommend, compare, export.
+"""The ``llmesr`` command: train, embed, evaluate, recommend, compare, export, serve.
 
 Every user-facing error (bad data, bad config, wrong checkpoint) is one line on stderr and exit
 code 2; nothing is written for a run whose inputs are rejected.
@@ -79,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include-history", action="store_true", help="allow items already in the history")
     p.add_argument("--history", nargs="+", metavar="ITEM_ID", help="bundle: one history, oldest first")
     p.add_argument("--input", type=Path, help="bundle: CSV/Parquet with user_id,item_id rows in time order")
+
+    p = sub.add_parser("serve", help="HTTP API + web page over one or more bundles (FastAPI/uvicorn)")
+    p.add_argument("bundles", nargs="+", metavar="[NAME=]BUNDLE", help="bundle folders (first = default)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--faiss-threshold", type=int, default=200_000, help="use a FAISS HNSW index above this many items"
+    )
 
     p = sub.add_parser("export", help="export a run's best model as a self-contained serving bundle")
     p.add_argument("run", type=Path)
@@ -167,6 +175,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from llmesr.serving import Bundle
+    from llmesr.serving.api import create_app
+
+    bundles = {}
+    for spec in args.bundles:
+        name, _, path = spec.rpartition("=")
+        name = name or Path(path).name
+        if name in bundles:
+            raise ConfigError(f"bundle name {name!r} given twice (use NAME=PATH)")
+        bundles[name] = Bundle(Path(path), faiss_threshold=args.faiss_threshold)
+    uvicorn.run(create_app(bundles), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def cmd_recommend(args: argparse.Namespace) -> int:
     from llmesr.training import model_from_checkpoint, prepare_data
 
@@ -251,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         "recommend": cmd_recommend,
         "compare": cmd_compare,
         "export": cmd_export,
+        "serve": cmd_serve,
     }[args.command]
     try:
         return handler(args)

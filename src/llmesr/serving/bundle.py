@@ -51,6 +51,7 @@ def export_bundle(run: Path, out: Path) -> Path:
             "title": item_titles(ds.item_info, ds.item_ids).astype(str),
             "popularity": popularity,
             "tail": data.groups.tail_item,
+            "cold_start": np.zeros(ds.n_items + 1, dtype=bool),
         }
     )
     items.loc[0, ["title", "popularity", "tail"]] = ["", 0, False]
@@ -61,6 +62,7 @@ def export_bundle(run: Path, out: Path) -> Path:
         "dataset": {"name": ds.name, "fingerprint": ds.fingerprint(), "n_items": ds.n_items},
         "encoder": {
             "spec": cfg.encoder,
+            "identity": encoder_identity(cfg, data) if cfg.model == "llmesr" else None,
             "item_template": cfg.item_template,
             "prompt_domain": cfg.prompt_domain,
         },
@@ -79,6 +81,13 @@ def export_bundle(run: Path, out: Path) -> Path:
     return out
 
 
+def encoder_identity(cfg, data) -> str:
+    """The identity of the encoder that made the run's semantic table (from the artifacts manifest)."""
+    from llmesr.semantic.pipeline import embed_for_config
+
+    return embed_for_config(cfg, data.dataset, data.split)[1]["encoder"]
+
+
 @dataclass
 class Recommendation:
     items: np.ndarray  # (k,) original item ids, best first
@@ -89,7 +98,7 @@ class Recommendation:
 class Bundle:
     """A loaded bundle: maps original ids, encodes histories, ranks the whole catalogue."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, faiss_threshold: int = 200_000) -> None:
         from llmesr.models import build_model, model_config
 
         self.folder = Path(folder)
@@ -116,11 +125,19 @@ class Bundle:
         n = self.meta["dataset"]["n_items"]
         if self.table.shape[0] != n + 1 or len(self.items) != n + 1:
             raise BundleError(f"{self.folder}: item table / item list do not have {n} + 1 rows")
+        if "cold_start" not in self.items:
+            self.items["cold_start"] = False
         self.index = pd.Index(self.items["item_id"].iloc[1:])
         self.max_len = int(self.meta["model_config"]["max_len"])
+        self.trained_items = n  # ids above this were added at serving time (cold start)
+        self.faiss_threshold = faiss_threshold
+        self._faiss = None
+        self._encoder = None
+        self._titles = self.items["title"].str.lower()
 
     @property
     def n_items(self) -> int:
+        """Items that can be recommended (cold-start additions included)."""
         return len(self.items) - 1
 
     def internal_ids(self, original: list[str]) -> np.ndarray:
@@ -144,20 +161,124 @@ class Bundle:
             raise ValueError("every history needs at least one item")
         rows = [self.internal_ids(h).tolist() for h in histories]
         seqs = Sequences.from_lists(rows)
+        if (seqs.items > self.trained_items).any():
+            new = self.items["item_id"].iloc[int(seqs.items[seqs.items > self.trained_items][0])]
+            raise ValueError(
+                f"item {new!r} was added after training: it can be recommended, but the model "
+                "cannot read it in a history yet"
+            )
         batch = self.model.eval_input(seqs, np.arange(len(rows)))
-        users = self.model.user_vectors(batch)
-        scores = torch.cat([users, torch.ones(len(rows), 1)], dim=1) @ self.table.T
-        scores[:, 0] = float("-inf")
-        if exclude_seen:
-            row_of = np.repeat(np.arange(len(rows)), seqs.lengths)
-            scores[torch.from_numpy(row_of), torch.from_numpy(seqs.items)] = float("-inf")
+        users = torch.cat([self.model.user_vectors(batch), torch.ones(len(rows), 1)], dim=1)
         k = min(k, self.n_items)
-        top = torch.topk(scores, k, dim=1)
+        if len(self.table) - 1 > self.faiss_threshold:
+            values, ids = self._faiss_top_k(users, seqs, k, exclude_seen)
+        else:
+            scores = users @ self.table.T
+            scores[:, 0] = float("-inf")
+            if exclude_seen:
+                row_of = np.repeat(np.arange(len(rows)), seqs.lengths)
+                scores[torch.from_numpy(row_of), torch.from_numpy(seqs.items)] = float("-inf")
+            top = torch.topk(scores, k, dim=1)
+            values, ids = top.values.numpy(), top.indices.numpy()
         out = []
-        for values, ids in zip(top.values.numpy(), top.indices.numpy(), strict=True):
-            keep = np.isfinite(values)
-            out.append(Recommendation(self.items["item_id"].to_numpy()[ids[keep]], values[keep], ids[keep]))
+        for v, i in zip(values, ids, strict=True):
+            keep = np.isfinite(v) & (i > 0)
+            out.append(Recommendation(self.items["item_id"].to_numpy()[i[keep]], v[keep], i[keep]))
         return out
+
+    def _faiss_top_k(
+        self, users: torch.Tensor, seqs, k: int, exclude_seen: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate top-k by inner product over an HNSW index of the item table (large
+        catalogues), asking for enough extra candidates to drop each history's own items."""
+        import faiss
+
+        if self._faiss is None:
+            self._faiss = faiss.IndexHNSWFlat(self.table.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+            self._faiss.hnsw.efConstruction = 80
+            self._faiss.add(self.table[1:].numpy())
+        extra = int(seqs.lengths.max()) if exclude_seen else 0
+        want = min(k + extra, len(self.table) - 1)
+        self._faiss.hnsw.efSearch = max(64, 2 * want)
+        values, ids = self._faiss.search(users.numpy().astype(np.float32), want)
+        ids = np.where(ids >= 0, ids + 1, 0)  # index rows are items 1..N
+        values = np.where(ids > 0, values, -np.inf)
+        if exclude_seen:
+            stride = len(self.table) + 1
+            history = np.repeat(np.arange(len(seqs)), seqs.lengths) * stride + seqs.items
+            seen = np.isin(np.arange(len(ids))[:, None] * stride + ids, history)
+            values = np.where(seen, -np.inf, values)
+        order = np.argsort(-values, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(values, order, 1), np.take_along_axis(ids, order, 1)
+
+    # ---- catalogue ----------------------------------------------------------------------------
+    def item_info(self, internal: int) -> dict:
+        row = self.items.iloc[internal]
+        return {
+            "item_id": str(row["item_id"]),
+            "title": str(row["title"]),
+            "popularity": int(row["popularity"]),
+            "tail": bool(row["tail"]),
+            "cold_start": bool(row["cold_start"]),
+        }
+
+    def search(self, query: str, limit: int = 20) -> list[int]:
+        """Internal ids of items whose title contains ``query`` (case-insensitive), most popular
+        first; the most popular items for an empty query."""
+        match = self._titles.iloc[1:].str.contains(query.lower(), regex=False) if query else None
+        candidates = self.items.iloc[1:] if match is None else self.items.iloc[1:][match.to_numpy()]
+        return candidates.sort_values("popularity", ascending=False, kind="stable").index[:limit].tolist()
+
+    def add_item(self, item_id: str, title: str, brand: str = "", categories: list[str] = ()) -> int:
+        """Cold start: embed a new item's text with the bundle's encoder and make it recommendable
+        at once through the semantic view (its ID-view vector is zero: it has no interactions)."""
+        from llmesr.semantic.prompts import item_prompts
+
+        if str(item_id) in self.index:
+            raise ValueError(f"item id {item_id!r} already exists")
+        model = self.model
+        if self.meta["model"] != "llmesr" or not model.config.use_semantic:
+            raise ValueError(f"this bundle's model ({self.meta['model']}) has no semantic view for new items")
+        enc = self.meta["encoder"]
+        fields = pd.DataFrame(
+            {"title": ["", title], "brand": ["", brand], "categories": ["", ", ".join(categories)]}
+        )
+        text = item_prompts(
+            fields, np.array(["", str(item_id)], dtype=object), enc["item_template"], enc["prompt_domain"]
+        ).texts[0]
+        vector = self.encoder().encode([text])
+        if vector.shape != (1, model.config.semantic_dim) or not np.isfinite(vector).all():
+            raise ValueError(
+                f"the encoder returned a vector of shape {vector.shape}, "
+                f"expected (1, {model.config.semantic_dim}) and finite"
+            )
+        with torch.inference_mode():
+            parts = [torch.zeros(1, model.config.hidden_size)] if model.config.use_collaborative else []
+            parts += [model.adapter(torch.from_numpy(vector).float()), torch.zeros(1, 1)]
+            row = torch.cat(parts, dim=1)
+        self.table = torch.cat([self.table, row])
+        new = {"item_id": str(item_id), "title": title, "popularity": 0, "tail": True, "cold_start": True}
+        self.items = pd.concat([self.items, pd.DataFrame([new])], ignore_index=True)
+        self.index = pd.Index(self.items["item_id"].iloc[1:])
+        self._titles = self.items["title"].str.lower()
+        if self._faiss is not None:
+            self._faiss.add(row.numpy())
+        return len(self.items) - 1
+
+    def encoder(self):
+        """The bundle's text encoder, loaded on first use and checked against the bundle's identity."""
+        from llmesr.semantic.encoders import EncoderError, make_encoder
+
+        if self._encoder is None:
+            enc = self.meta["encoder"]
+            encoder = make_encoder(enc["spec"])
+            if enc.get("identity") and encoder.identity != enc["identity"]:
+                raise EncoderError(
+                    f"encoder {encoder.identity!r} differs from the one the bundle was trained with "
+                    f"({enc['identity']!r}): new items would not be comparable"
+                )
+            self._encoder = encoder
+        return self._encoder
 
     def recommend(self, history: list[str], k: int = 10, exclude_seen: bool = True) -> Recommendation:
         return self.recommend_many([history], k, exclude_seen)[0]
