@@ -16,6 +16,9 @@ from typing import IO, Any
 import numpy as np
 import torch
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def _atomic(path: Path, mode: str, write: Callable[[IO[Any]], None]) -> None:
     path = Path(path)
@@ -26,6 +29,8 @@ def _atomic(path: Path, mode: str, write: Callable[[IO[Any]], None]) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp creates 0600; give the file the permissions a plain open() would have.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

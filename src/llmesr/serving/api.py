@@ -20,7 +20,6 @@ from llmesr.serving.page import PAGE
 MAX_HISTORY = 1000
 MAX_K = 1000
 MAX_BATCH = 256
-ItemId = Field(min_length=1, max_length=200)
 
 
 class RecommendRequest(BaseModel):
@@ -73,7 +72,7 @@ def create_app(bundles: dict[str, Bundle]) -> FastAPI:
         raise ValueError("serve at least one bundle")
     app = FastAPI(title="llmesr", description="Sequential recommendations from llmesr bundles.")
     default = next(iter(bundles))
-    lock = threading.Lock()  # cold-start additions change a bundle's tables
+    lock = threading.Lock()  # serialises cold-start additions (reads need no lock, see Bundle.add_item)
 
     def pick(name: str | None) -> tuple[str, Bundle]:
         name = name or default
@@ -89,8 +88,7 @@ def create_app(bundles: dict[str, Bundle]) -> FastAPI:
 
     def run(bundle: Bundle, histories: list[list[str]], k: int, exclude: bool) -> list[Recommendation]:
         try:
-            with lock:
-                return bundle.recommend_many(histories, k, exclude)
+            return bundle.recommend_many(histories, k, exclude)
         except KeyError as err:
             raise HTTPException(422, err.args[0]) from None
         except ValueError as err:

@@ -127,12 +127,18 @@ class Bundle:
             raise BundleError(f"{self.folder}: item table / item list do not have {n} + 1 rows")
         if "cold_start" not in self.items:
             self.items["cold_start"] = False
-        self.index = pd.Index(self.items["item_id"].iloc[1:])
+        self._refresh_lookups()
         self.max_len = int(self.meta["model_config"]["max_len"])
         self.trained_items = n  # ids above this were added at serving time (cold start)
         self.faiss_threshold = faiss_threshold
         self._faiss = None
         self._encoder = None
+
+    def _refresh_lookups(self) -> None:
+        """Plain dict / array views of the item list: per-request lookups stay in microseconds."""
+        self.item_ids = self.items["item_id"].astype(str).to_numpy()
+        self._internal = {item: i for i, item in enumerate(self.item_ids[1:].tolist(), start=1)}
+        self._columns = {c: self.items[c].to_numpy() for c in ("title", "popularity", "tail", "cold_start")}
         self._titles = self.items["title"].str.lower()
 
     @property
@@ -142,11 +148,11 @@ class Bundle:
 
     def internal_ids(self, original: list[str]) -> np.ndarray:
         """Internal ids of original item ids; ``KeyError`` naming every unknown id."""
-        idx = self.index.get_indexer(pd.Index([str(i) for i in original], dtype=object))
-        if (idx < 0).any():
-            unknown = [str(original[i]) for i in np.flatnonzero(idx < 0)]
+        ids = [self._internal.get(str(i), 0) for i in original]
+        if 0 in ids:
+            unknown = [str(o) for o, i in zip(original, ids, strict=True) if i == 0]
             raise KeyError(f"unknown item id(s): {', '.join(map(repr, unknown[:10]))}")
-        return idx + 1
+        return np.asarray(ids, dtype=np.int64)
 
     @torch.inference_mode()
     def recommend_many(
@@ -162,18 +168,19 @@ class Bundle:
         rows = [self.internal_ids(h).tolist() for h in histories]
         seqs = Sequences.from_lists(rows)
         if (seqs.items > self.trained_items).any():
-            new = self.items["item_id"].iloc[int(seqs.items[seqs.items > self.trained_items][0])]
+            new = self.item_ids[int(seqs.items[seqs.items > self.trained_items][0])]
             raise ValueError(
                 f"item {new!r} was added after training: it can be recommended, but the model "
                 "cannot read it in a history yet"
             )
         batch = self.model.eval_input(seqs, np.arange(len(rows)))
         users = torch.cat([self.model.user_vectors(batch), torch.ones(len(rows), 1)], dim=1)
-        k = min(k, self.n_items)
-        if len(self.table) - 1 > self.faiss_threshold:
+        table, item_ids = self.table, self.item_ids  # read table first: see add_item
+        k = min(k, len(table) - 1)
+        if len(table) - 1 > self.faiss_threshold:
             values, ids = self._faiss_top_k(users, seqs, k, exclude_seen)
         else:
-            scores = users @ self.table.T
+            scores = users @ table.T
             scores[:, 0] = float("-inf")
             if exclude_seen:
                 row_of = np.repeat(np.arange(len(rows)), seqs.lengths)
@@ -183,7 +190,7 @@ class Bundle:
         out = []
         for v, i in zip(values, ids, strict=True):
             keep = np.isfinite(v) & (i > 0)
-            out.append(Recommendation(self.items["item_id"].to_numpy()[i[keep]], v[keep], i[keep]))
+            out.append(Recommendation(item_ids[i[keep]], v[keep], i[keep]))
         return out
 
     def _faiss_top_k(
@@ -213,13 +220,13 @@ class Bundle:
 
     # ---- catalogue ----------------------------------------------------------------------------
     def item_info(self, internal: int) -> dict:
-        row = self.items.iloc[internal]
+        c = self._columns
         return {
-            "item_id": str(row["item_id"]),
-            "title": str(row["title"]),
-            "popularity": int(row["popularity"]),
-            "tail": bool(row["tail"]),
-            "cold_start": bool(row["cold_start"]),
+            "item_id": str(self.item_ids[internal]),
+            "title": str(c["title"][internal]),
+            "popularity": int(c["popularity"][internal]),
+            "tail": bool(c["tail"][internal]),
+            "cold_start": bool(c["cold_start"][internal]),
         }
 
     def search(self, query: str, limit: int = 20) -> list[int]:
@@ -234,7 +241,7 @@ class Bundle:
         at once through the semantic view (its ID-view vector is zero: it has no interactions)."""
         from llmesr.semantic.prompts import item_prompts
 
-        if str(item_id) in self.index:
+        if str(item_id) in self._internal:
             raise ValueError(f"item id {item_id!r} already exists")
         model = self.model
         if self.meta["model"] != "llmesr" or not model.config.use_semantic:
@@ -256,11 +263,12 @@ class Bundle:
             parts = [torch.zeros(1, model.config.hidden_size)] if model.config.use_collaborative else []
             parts += [model.adapter(torch.from_numpy(vector).float()), torch.zeros(1, 1)]
             row = torch.cat(parts, dim=1)
-        self.table = torch.cat([self.table, row])
+        # Concurrent readers take ``table`` before ``item_ids``: publishing the item list first and
+        # the table last means no reader ever sees a table row without its item id.
         new = {"item_id": str(item_id), "title": title, "popularity": 0, "tail": True, "cold_start": True}
         self.items = pd.concat([self.items, pd.DataFrame([new])], ignore_index=True)
-        self.index = pd.Index(self.items["item_id"].iloc[1:])
-        self._titles = self.items["title"].str.lower()
+        self._refresh_lookups()
+        self.table = torch.cat([self.table, row])
         if self._faiss is not None:
             self._faiss.add(row.numpy())
         return len(self.items) - 1
