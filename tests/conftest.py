@@ -51,3 +51,35 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "beauty" / "sequences.txt").exists():
         pytest.skip(f"real data not available at {SHARED_DATA}")
     return SHARED_DATA
+
+
+SERVING_SETTINGS = {
+    "max_len": 10,
+    "hidden_size": 16,
+    "batch_size": 16,
+    "progress": False,
+    "loss": "ce",
+    "lr": 0.01,
+    "similar_k": 5,
+    "distill_users": 3,
+}
+
+
+@pytest.fixture(scope="session")
+def bundles(tmp_path_factory):
+    """Serving tests: an LLM-ESR bundle (MiniLM embeddings) and a SASRec one, trained once per session
+    on patterned data so that their recommendations are predictable."""
+    from llmesr.cli import main
+
+    root = tmp_path_factory.mktemp("api")
+    data = write_sequences_dir(root / "data", patterned_rows(60, 20))
+    sets = [a for k, v in SERVING_SETTINGS.items() for a in ("--set", f"{k}={v}")]
+    sets += ["--set", f"cache_dir={root / 'cache'}"]
+    for model in ("llmesr", "sasrec"):
+        run = root / model
+        assert (
+            main(["train", "--data", str(data), "--model", model, "--out", str(run), "--epochs", "10", *sets])
+            == 0
+        )
+        assert main(["export", str(run), "--out", str(root / f"{model}_bundle")]) == 0
+    return root

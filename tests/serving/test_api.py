@@ -7,38 +7,8 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from llmesr.cli import main
 from llmesr.serving import Bundle
 from llmesr.serving.api import MAX_HISTORY, create_app
-
-SETTINGS = {
-    "max_len": 10,
-    "hidden_size": 16,
-    "batch_size": 16,
-    "progress": False,
-    "loss": "ce",
-    "lr": 0.01,
-    "similar_k": 5,
-    "distill_users": 3,
-}
-
-
-@pytest.fixture(scope="module")
-def bundles(tmp_path_factory):
-    from conftest import patterned_rows, write_sequences_dir
-
-    root = tmp_path_factory.mktemp("api")
-    data = write_sequences_dir(root / "data", patterned_rows(60, 20))
-    sets = [a for k, v in SETTINGS.items() for a in ("--set", f"{k}={v}")]
-    sets += ["--set", f"cache_dir={root / 'cache'}"]
-    for model in ("llmesr", "sasrec"):
-        run = root / model
-        assert (
-            main(["train", "--data", str(data), "--model", model, "--out", str(run), "--epochs", "10", *sets])
-            == 0
-        )
-        assert main(["export", str(run), "--out", str(root / f"{model}_bundle")]) == 0
-    return root
 
 
 @pytest.fixture
