@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from llmesr.checkpoint import CheckpointError
 from llmesr.io import atomic_save_npy, atomic_torch_save, atomic_write_text
@@ -98,7 +99,7 @@ class Recommendation:
 class Bundle:
     """A loaded bundle: maps original ids, encodes histories, ranks the whole catalogue."""
 
-    def __init__(self, folder: Path, faiss_threshold: int = 200_000) -> None:
+    def __init__(self, folder: Path, faiss_threshold: int = 200_000, cold_start_neighbours: int = 10) -> None:
         from llmesr.models import build_model, model_config
 
         self.folder = Path(folder)
@@ -131,6 +132,7 @@ class Bundle:
         self.max_len = int(self.meta["model_config"]["max_len"])
         self.trained_items = n  # ids above this were added at serving time (cold start)
         self.faiss_threshold = faiss_threshold
+        self.cold_start_neighbours = cold_start_neighbours
         self._faiss = None
         self._encoder = None
 
@@ -238,7 +240,9 @@ class Bundle:
 
     def add_item(self, item_id: str, title: str, brand: str = "", categories: list[str] = ()) -> int:
         """Cold start: embed a new item's text with the bundle's encoder and make it recommendable
-        at once through the semantic view (its ID-view vector is zero: it has no interactions)."""
+        at once. Its semantic view is its own embedding through the adapter; its ID view and bias,
+        which need interactions, are the mean of its ``cold_start_neighbours`` most similar trained
+        items (cosine of LLM embeddings)."""
         from llmesr.semantic.prompts import item_prompts
 
         if str(item_id) in self._internal:
@@ -260,8 +264,16 @@ class Bundle:
                 f"expected (1, {model.config.semantic_dim}) and finite"
             )
         with torch.inference_mode():
-            parts = [torch.zeros(1, model.config.hidden_size)] if model.config.use_collaborative else []
-            parts += [model.adapter(torch.from_numpy(vector).float()), torch.zeros(1, 1)]
+            e = torch.from_numpy(vector).float()
+            # The ID view and the bias have no interactions to learn from: take the mean over the
+            # most similar trained items by LLM-embedding cosine (their collaborative vectors are
+            # what a similar item has learned); the semantic view is the new item's own.
+            trained = model.semantic[1 : self.trained_items + 1]
+            sims = F.normalize(trained, dim=1) @ F.normalize(e, dim=1)[0]
+            similar = torch.topk(sims, min(self.cold_start_neighbours, len(sims))).indices + 1
+            h = model.config.hidden_size
+            parts = [self.table[similar, :h].mean(0, keepdim=True)] if model.config.use_collaborative else []
+            parts += [model.adapter(e), self.table[similar, -1:].mean(0, keepdim=True)]
             row = torch.cat(parts, dim=1)
         # Concurrent readers take ``table`` before ``item_ids``: publishing the item list first and
         # the table last means no reader ever sees a table row without its item id.
