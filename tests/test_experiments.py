@@ -89,6 +89,13 @@ def test_compare_command_on_real_runs(patterned_dir, tmp_path, capsys):
     assert set(frame.method) == {"sasrec", "gru"} and set(frame.protocol) == {"full", "sampled"}
     assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "comparison.md").read_text().count("| sasrec |") == 2
+    # Another head/tail rule regroups the same ranks.
+    assert main(["compare", str(tmp_path / "gru"), "--groups", "beauty_paper", "--out", str(out)]) == 0
+    regrouped = pd.read_csv(out / "comparison.csv")
+    cfg = apply_overrides(RunConfig(), {"data": str(patterned_dir), "groups": "beauty_paper"}, "t")
+    data = prepare_data(cfg)
+    tail_items = int(data.groups.tail_item[data.split.test.targets].sum())
+    assert (regrouped[regrouped.group == "tail_item"]["users"] == tail_items).all()
 
 
 def test_compare_command_rejects_unfinished_runs(tmp_path, capsys):

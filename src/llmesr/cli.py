@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, help="write comparison.md, comparison.csv and comparison.png here")
     p.add_argument("--split", choices=("valid", "test"), default="test")
+    p.add_argument(
+        "--groups",
+        choices=("pareto", "beauty_paper"),
+        help="head/tail rule for the table (default: the one each run was trained with)",
+    )
     return parser
 
 
@@ -246,12 +251,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from llmesr.experiments import RunRanks, bar_chart, compare, markdown_table
 
     methods = {
-        label: [RunRanks.load(run, args.split) for run in runs]
+        label: [RunRanks.load(run, args.split, args.groups) for run in runs]
         for label, runs in parse_methods(args.methods).items()
     }
     frame = compare(methods)
+    rule = f", {args.groups} groups" if args.groups else ""
     text = "\n\n".join(
-        f"### {args.split}, {protocol} ranking\n\n{markdown_table(frame, protocol)}"
+        f"### {args.split}, {protocol} ranking{rule}\n\n{markdown_table(frame, protocol)}"
         for protocol in dict.fromkeys(frame.protocol)
     )
     text += (

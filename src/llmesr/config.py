@@ -76,7 +76,7 @@ class RunConfig:
     # On Beauty, "position" gave SASRec-CE validation NDCG@10 0.066 vs 0.0625 with "batch".
     loss_weighting: str = "position"
     threads: int | None = None
-    progress: bool = True  # progress bars (shown only on a terminal: logs stay readable)
+    progress: bool = True  # tqdm progress bars (--set progress=false for quiet logs)
     # evaluation
     select_metric: str = "NDCG@10"
     ks: list[int] = field(default_factory=lambda: [5, 10, 20])

@@ -36,7 +36,9 @@ class RunRanks:
     seed: int | None
 
     @classmethod
-    def load(cls, run: Path, split: str = "test") -> RunRanks:
+    def load(cls, run: Path, split: str = "test", groups: str | None = None) -> RunRanks:
+        """``groups``: recompute head/tail membership with another rule (``pareto``,
+        ``beauty_paper``) instead of the one the run was trained with; ranks do not change."""
         run = Path(run)
         path = run / "ranks.npz"
         if not path.exists():
@@ -45,6 +47,8 @@ class RunRanks:
             ranks = {p: z[f"{split}_{p}"] for p in PROTOCOLS if f"{split}_{p}" in z}
             tail_user, tail_item = z[f"{split}_tail_user"], z[f"{split}_tail_item"]
             users = z[f"{split}_users"]
+        if groups is not None:
+            tail_user, tail_item = regroup(run, split, groups)
         members = {
             "overall": np.ones(len(users), dtype=bool),
             "tail_item": tail_item,
@@ -54,6 +58,16 @@ class RunRanks:
         }
         cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else {}
         return cls(run, users, ranks, members, cfg.get("seed"))
+
+
+def regroup(run: Path, split: str, groups: str) -> tuple[np.ndarray, np.ndarray]:
+    """Tail-user / tail-item membership of a run's evaluated users under another group rule."""
+    from llmesr.cli import load_run_config
+    from llmesr.training import prepare_data
+
+    data = prepare_data(load_run_config(run, [f"groups={groups}"]))
+    ev = data.split.eval_split(split)
+    return data.groups.tail_user[ev.users], data.groups.tail_item[ev.targets]
 
 
 def compute_ranks(run: Path) -> None:
