@@ -221,9 +221,7 @@ class Trainer:
         model.start_epoch(self.epoch)
         model.train()
         total = 0.0
-        bar = tqdm(
-            batches, desc=f"epoch {self.epoch + 1}", leave=False, disable=True if not cfg.progress else None
-        )
+        bar = tqdm(batches, desc=f"epoch {self.epoch + 1}", leave=False, disable=not cfg.progress)
         for rows in bar:
             loss = model.loss(model.train_input(self.data.split.train, rows), gen, users=rows)
             if cfg.loss_weighting == "position":

@@ -55,9 +55,7 @@ def embed_texts(
 
     starts = range(0, len(texts), batch_size)
     n_cached = 0
-    bar = tqdm(
-        starts, total=len(starts), desc="embedding", unit="batch", disable=True if not progress else None
-    )
+    bar = tqdm(starts, total=len(starts), desc="embedding", unit="batch", disable=not progress)
     for start in bar:
         batch = texts[start : start + batch_size]
         path = folder / f"{batch_key(encoder.identity, batch)}.npy"
