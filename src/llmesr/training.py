@@ -7,6 +7,7 @@ exactly the path of an uninterrupted one.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,8 +204,21 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.out / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
         atomic_write_json(self.out / "dataset.json", self.data.dataset_info())
+        log = self.out / "log.jsonl"
         if not self._resume():
-            (self.out / "log.jsonl").unlink(missing_ok=True)
+            log.unlink(missing_ok=True)
+        elif log.exists():
+            # A kill between the log line and last.pt leaves a line for an epoch that will be
+            # trained again: keep only the epochs last.pt contains (and drop a torn last line).
+            kept = []
+            for line in log.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if record.get("epoch", 0) <= self.epoch:
+                    kept.append(line)
+            atomic_write_text(log, "".join(f"{line}\n" for line in kept))
 
     # ---- loop -------------------------------------------------------------------------------
     def train_epoch(self) -> float:
