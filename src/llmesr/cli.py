@@ -129,9 +129,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.config, args.overrides, data=args.data, model=args.model, epochs=args.epochs, seed=args.seed
     )
     data = prepare_data(cfg)  # fails before anything is written if the data is bad
-    metrics = Trainer(cfg, data, args.out).fit()
-    for split in ("valid", "test"):
-        print(format_table(metrics, split))
+    trainer = Trainer(cfg, data, args.out)
+    metrics = trainer.fit()
+    if trainer.dist.active:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    if trainer.dist.is_main:
+        for split in ("valid", "test"):
+            print(format_table(metrics, split))
     return 0
 
 

@@ -24,6 +24,7 @@ from llmesr.data.dataset import SequenceDataset, load_dataset, resolve_data_path
 from llmesr.data.formats import detect_format
 from llmesr.data.groups import HeadTailGroups, groups_from_preset
 from llmesr.data.split import Split, make_split
+from llmesr.distributed import init_distributed, wrap
 from llmesr.evaluation import describe_ranks, rank_targets, sampled_negatives, summarize
 from llmesr.io import append_jsonl, atomic_save_npy, atomic_save_npz, atomic_write_json, atomic_write_text
 from llmesr.models import LLMESR, SequentialRecommender, build_model, model_config
@@ -142,7 +143,9 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         if cfg.loss_weighting not in ("batch", "position"):
             raise ConfigError(f"loss_weighting must be 'batch' or 'position', got {cfg.loss_weighting!r}")
+        self.dist = init_distributed()
         self.model = create_model(cfg, data)
+        self.loss_fn = wrap(self.model, self.dist)  # DDP under torchrun, the plain loss otherwise
         if not 0.0 <= cfg.adam_beta2 < 1.0:
             raise ConfigError(f"adam_beta2 must be in [0, 1), got {cfg.adam_beta2}")
         self.optimizer = torch.optim.Adam(
@@ -201,6 +204,9 @@ class Trainer:
         return True
 
     def _start(self) -> None:
+        if not self.dist.is_main:
+            self._resume()
+            return
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.out / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
         atomic_write_json(self.out / "dataset.json", self.data.dataset_info())
@@ -224,8 +230,11 @@ class Trainer:
     def train_epoch(self) -> float:
         cfg, model = self.cfg, self.model
         seed = [cfg.seed, self.epoch]
-        torch.manual_seed(np.random.SeedSequence(seed).generate_state(1)[0])  # dropout
-        gen = torch.Generator().manual_seed(int(np.random.SeedSequence(seed + [1]).generate_state(1)[0]))
+        rank = [self.dist.rank] if self.dist.active else []  # one random stream per rank
+        torch.manual_seed(np.random.SeedSequence(seed + rank).generate_state(1)[0])  # dropout
+        gen = torch.Generator().manual_seed(
+            int(np.random.SeedSequence(seed + [1] + rank).generate_state(1)[0])
+        )
         lengths = np.minimum(self.data.split.train.lengths, model.config.max_len + 1)
         batches = epoch_batches(
             self.train_rows, lengths, cfg.batch_size, np.random.default_rng(seed), bucket=cfg.bucket_batches
@@ -236,16 +245,24 @@ class Trainer:
         model.train()
         total = 0.0
         bar = tqdm(batches, desc=f"epoch {self.epoch + 1}", leave=False, disable=not cfg.progress)
+        world = self.dist.world
         for rows in bar:
-            loss = model.loss(model.train_input(self.data.split.train, rows), gen, users=rows)
+            if len(rows) < world:  # every rank sees the same batches, so all skip it together
+                continue
+            shard = self.dist.shard(rows)
+            loss = self.loss_fn(model.train_input(self.data.split.train, shard), gen, shard)
+            # DDP averages over ranks: weighting each rank by its share of the batch's positions
+            # makes that average the global batch's mean (a factor of 1 in a single process).
+            scale = float(positions[shard].sum() * world / positions[rows].sum())
             if cfg.loss_weighting == "position":
-                loss = loss * float(positions[rows].sum() / mean_positions)
+                scale *= float(positions[rows].sum() / mean_positions)
+            loss = loss * scale
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             total += loss.item()
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        return total / len(batches)
+        return self.dist.mean(total) / len(batches)
 
     def validate(self) -> dict:
         split = self.data.split.valid
@@ -262,7 +279,7 @@ class Trainer:
             loss = self.train_epoch()
             self.epoch += 1
             record = {"epoch": self.epoch, "loss": loss, "train_seconds": time.perf_counter() - t0}
-            if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
+            if (self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs) and self.dist.is_main:
                 valid = self.validate()
                 if cfg.select_metric not in valid:
                     raise ConfigError(f"select_metric {cfg.select_metric!r} is not computed (ks={cfg.ks})")
@@ -278,6 +295,12 @@ class Trainer:
                     )
                 else:
                     self.bad_evals += 1
+            # Rank 0 alone evaluates and writes; every rank takes its early-stopping state.
+            self.best_score, self.best_epoch, self.bad_evals = self.dist.broadcast(
+                (self.best_score, self.best_epoch, self.bad_evals)
+            )
+            if not self.dist.is_main:
+                continue
             append_jsonl(self.out / "log.jsonl", record)
             self._save_last()
             v = record.get("valid", {})
@@ -286,7 +309,9 @@ class Trainer:
                 f"{v.get(cfg.select_metric, float('nan')):.4f}  best {self.best_score:.4f} "
                 f"@ {self.best_epoch}  ({record['train_seconds']:.1f}s)"
             )
-        return self.finish()
+        self.dist.barrier()
+        metrics = self.finish() if self.dist.is_main else None
+        return self.dist.broadcast(metrics)
 
     def finish(self) -> dict:
         """Evaluate the best checkpoint on validation and test under both protocols -> metrics.json."""
