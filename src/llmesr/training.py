@@ -27,7 +27,7 @@ from llmesr.data.split import Split, make_split
 from llmesr.distributed import init_distributed, wrap
 from llmesr.evaluation import describe_ranks, rank_targets, sampled_negatives, summarize
 from llmesr.io import append_jsonl, atomic_save_npy, atomic_save_npz, atomic_write_json, atomic_write_text
-from llmesr.models import LLMESR, SequentialRecommender, build_model, model_config
+from llmesr.models import LLMESR, LLMInit, SequentialRecommender, build_model, model_config
 
 
 @dataclass
@@ -75,6 +75,8 @@ def create_model(cfg: RunConfig, data: RunData) -> SequentialRecommender:
     torch.manual_seed(cfg.seed)
     values = {"n_items": data.dataset.n_items, **cfg.model_settings()}
     try:
+        if cfg.model == "llminit":
+            return LLMInit(model_config("llminit", values), semantic_artifacts(cfg, data)["item_pca"])
         if cfg.model != "llmesr":
             return build_model(cfg.model, model_config(cfg.model, values))
         art = semantic_artifacts(cfg, data)

@@ -113,7 +113,8 @@ def test_cli_embed_reports_a_bad_encoder_in_one_line(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "/no/such/model" in err
 
 
-def test_llmesr_trains_end_to_end_computing_embeddings_first(tmp_path, capsys):
+@pytest.mark.parametrize("model", ["llmesr", "llminit"])
+def test_semantic_models_train_end_to_end_computing_embeddings_first(tmp_path, capsys, model):
     data_dir = write_sequences_dir(tmp_path / "d", patterned_rows(40, 20))
     run = tmp_path / "run"
     args = [
@@ -121,7 +122,7 @@ def test_llmesr_trains_end_to_end_computing_embeddings_first(tmp_path, capsys):
         "--data",
         str(data_dir),
         "--model",
-        "llmesr",
+        model,
         "--out",
         str(run),
         "--epochs",
@@ -143,7 +144,7 @@ def test_llmesr_trains_end_to_end_computing_embeddings_first(tmp_path, capsys):
     ]
     assert main(args) == 0
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["model"] == "llmesr" and metrics["test"]["full"]["users"] == 40
+    assert metrics["model"] == model and metrics["test"]["full"]["users"] == 40
     assert list((tmp_path / "cache" / "semantic").glob("*/*/manifest.json"))
     recs = tmp_path / "recs.csv"
     assert main(["recommend", str(run), "--k", "5", "--out", str(recs)]) == 0

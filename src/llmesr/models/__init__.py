@@ -8,6 +8,7 @@ from llmesr.models.base import BackboneConfig, SequentialRecommender
 from llmesr.models.bert4rec import BERT4Rec, BERT4RecConfig
 from llmesr.models.gru4rec import GRU4Rec, GRU4RecConfig
 from llmesr.models.llmesr import LLMESR, LLMESRConfig
+from llmesr.models.llminit import LLMInit, LLMInitConfig
 from llmesr.models.sasrec import SASRec, SASRecConfig
 
 MODELS: dict[str, tuple[type[SequentialRecommender], type[BackboneConfig]]] = {
@@ -15,6 +16,7 @@ MODELS: dict[str, tuple[type[SequentialRecommender], type[BackboneConfig]]] = {
     "bert4rec": (BERT4Rec, BERT4RecConfig),
     "gru4rec": (GRU4Rec, GRU4RecConfig),
     "llmesr": (LLMESR, LLMESRConfig),
+    "llminit": (LLMInit, LLMInitConfig),
 }
 
 
@@ -41,6 +43,8 @@ __all__ = [
     "GRU4RecConfig",
     "LLMESR",
     "LLMESRConfig",
+    "LLMInit",
+    "LLMInitConfig",
     "model_config",
     "build_model",
 ]

@@ -1,0 +1,74 @@
+"""LLMInit: the shared model contract on every backbone, plus what makes it LLMInit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_contract import CausalContract, ModelContract
+
+from llmesr.models import LLMInit, model_config
+
+N_ITEMS = 20
+
+
+def pca_table(n_items: int = N_ITEMS, seed: int = 0) -> np.ndarray:
+    table = (np.random.default_rng(seed).normal(size=(n_items + 1, 32)) * 0.05).astype(np.float32)
+    table[0] = 0
+    return table
+
+
+def make_llminit(backbone: str, n_items: int = N_ITEMS, seed: int = 0, **settings) -> LLMInit:
+    torch.manual_seed(seed)
+    values = {
+        "n_items": n_items,
+        "max_len": 12,
+        "hidden_size": 32,
+        "dropout": 0.1,
+        "attn_dropout": 0.1,
+        "backbone": backbone,
+        **settings,
+    }
+    return LLMInit(model_config("llminit", values), pca_table(n_items, seed))
+
+
+class LLMInitContract(ModelContract):
+    backbone: str
+    name = "llminit"
+
+    def make(self, **settings):
+        settings.setdefault("backbone", self.backbone)
+        return make_llminit(**settings)
+
+    def test_encoder_accepts_other_input_embeddings(self):
+        model = self.make().eval()
+        x = torch.randn(2, 5, 32)
+        mask = torch.tensor([[False, False, True, True, True], [True] * 5])
+        assert model.backbone.encode(model.backbone.embed(x, mask), mask).shape == (2, 5, 32)
+
+
+class TestLLMInitOnSASRec(LLMInitContract, CausalContract):
+    backbone = "sasrec"
+
+
+class TestLLMInitOnGRU4Rec(LLMInitContract, CausalContract):
+    backbone = "gru4rec"
+
+
+class TestLLMInitOnBERT4Rec(LLMInitContract):
+    backbone = "bert4rec"
+    # as for plain BERT4Rec: masked-item training needs more steps to overfit
+    overfit_steps = 600
+    overfit_settings = {"mask_prob": 0.4}
+    overfit_accuracy = 0.75
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "gru4rec", "bert4rec"])
+def test_initial_item_table_is_the_pca_table(backbone):
+    model = make_llminit(backbone)
+    torch.testing.assert_close(model.item_table(), torch.from_numpy(pca_table()), rtol=0, atol=0)
+
+
+def test_pca_table_of_the_wrong_shape_is_refused():
+    with pytest.raises(ValueError, match="expected"):
+        make_llminit("sasrec").init_from_pca(np.zeros((N_ITEMS + 1, 16), dtype=np.float32))
