@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--faiss-threshold", type=int, default=200_000, help="use a FAISS HNSW index above this many items"
     )
 
+    p = sub.add_parser("experiment", help="run every combination of a grid (skips finished runs)")
+    p.add_argument("grid", type=Path, help="grid YAML: configs, set, grid, out (see llmesr.grid)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once (CPU threads are shared out)")
+    p.add_argument("--dry-run", action="store_true", help="list what would run")
+
     p = sub.add_parser("export", help="export a run's best model as a self-contained serving bundle")
     p.add_argument("run", type=Path)
     p.add_argument("--out", type=Path, required=True, help="bundle folder")
@@ -173,6 +178,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.out:
         atomic_write_json(args.out, metrics)
     print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from llmesr.grid import run_grid
+
+    if args.jobs < 1:
+        raise ConfigError("--jobs must be at least 1")
+    frame = run_grid(args.grid, jobs=args.jobs, dry_run=args.dry_run)
+    runs = frame["run"].nunique() if not frame.empty else 0
+    print(f"results of {runs} finished runs collected (results.csv, results.parquet)")
     return 0
 
 
@@ -289,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         "compare": cmd_compare,
         "export": cmd_export,
         "serve": cmd_serve,
+        "experiment": cmd_experiment,
     }[args.command]
     try:
         return handler(args)

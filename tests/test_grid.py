@@ -1,0 +1,61 @@
+"""llmesr experiment: grid expansion, parallel runs, skip finished, resume interrupted, results."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import yaml
+
+from llmesr.cli import main
+
+FAST = {"max_len": 10, "hidden_size": 16, "batch_size": 16, "epochs": 2, "sampled_negatives": 5}
+
+
+def write_grid(tmp_path, data, **extra) -> str:
+    spec = {"set": {"data": str(data), **FAST}, "grid": {"model": ["sasrec", "gru4rec"], "seed": [1, 2]}}
+    spec.update(extra)
+    spec.setdefault("out", str(tmp_path / "runs"))
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+def test_grid_runs_every_combination_in_parallel_and_collects_results(patterned_dir, tmp_path, capsys):
+    grid = write_grid(tmp_path, patterned_dir)
+    assert main(["experiment", grid, "--jobs", "2"]) == 0
+    runs = tmp_path / "runs"
+    names = sorted(p.name for p in runs.iterdir() if p.is_dir())
+    assert names == [
+        "model=gru4rec__seed=1",
+        "model=gru4rec__seed=2",
+        "model=sasrec__seed=1",
+        "model=sasrec__seed=2",
+    ]
+    results = pd.read_parquet(runs / "results.parquet")
+    assert results["run"].nunique() == 4 and set(results["model"]) == {"sasrec", "gru4rec"}
+    assert set(results["protocol"]) == {"full", "sampled"} and "tail_item" in set(results["group"])
+    row = results.query("run == 'model=sasrec__seed=1' and split == 'test' and protocol == 'full'")
+    stored = json.loads((runs / "model=sasrec__seed=1" / "metrics.json").read_text())
+    assert (
+        row.query("group == 'overall' and metric == 'NDCG@10'")["value"].item()
+        == (stored["test"]["full"]["overall"]["NDCG@10"])
+    )
+    capsys.readouterr()
+
+    # A rerun skips finished runs; a run with its metrics gone but last.pt kept is resumed.
+    (runs / "model=gru4rec__seed=2" / "metrics.json").unlink()
+    assert main(["experiment", grid]) == 0
+    out = capsys.readouterr().out
+    assert "4 runs in the grid, 3 finished, 1 to run" in out and "model=gru4rec__seed=2: done" in out
+    log = (runs / "model=gru4rec__seed=2" / "log.jsonl").read_text().splitlines()
+    assert len(log) == 2  # resumed at its last epoch, not retrained
+
+
+def test_grid_with_a_bad_key_fails_before_running_anything(patterned_dir, tmp_path, capsys):
+    grid = write_grid(tmp_path, patterned_dir, grid={"modle": ["sasrec"]})
+    assert main(["experiment", grid]) == 2
+    assert "modle" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+    shutil.rmtree(tmp_path / "runs", ignore_errors=True)
