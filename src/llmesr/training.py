@@ -90,10 +90,20 @@ def create_model(cfg: RunConfig, data: RunData) -> SequentialRecommender:
 
 def semantic_artifacts(cfg: RunConfig, data: RunData) -> dict[str, np.ndarray]:
     """The semantic step's outputs for this dataset and split, computed first if not cached."""
-    from llmesr.semantic.pipeline import embed_for_config, load_artifacts
+    from llmesr.semantic.pipeline import check_artifacts, embed_for_config, load_artifacts
 
     folder, _ = embed_for_config(cfg, data.dataset, data.split)
-    return load_artifacts(folder, data.dataset)
+    art = load_artifacts(folder, data.dataset)
+    ds = data.dataset
+    width = cfg.hidden_size or 64
+    neighbours = cfg.distill_users if cfg.distill_users is not None else 10
+    try:
+        check_artifacts(
+            art, folder, ds.n_items, ds.n_users, width, neighbours if cfg.model == "llmesr" else 0
+        )
+    except ValueError as err:
+        raise ConfigError(f"semantic artifacts rejected: {err}") from None
+    return art
 
 
 def model_from_checkpoint(path: Path, fingerprint: str | None = None) -> SequentialRecommender:

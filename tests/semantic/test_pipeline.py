@@ -149,3 +149,32 @@ def test_semantic_models_train_end_to_end_computing_embeddings_first(tmp_path, c
     recs = tmp_path / "recs.csv"
     assert main(["recommend", str(run), "--k", "5", "--out", str(recs)]) == 0
     assert len(recs.read_text().splitlines()) == 1 + 40 * 5
+
+
+def test_corrupted_or_mis_sized_artifacts_are_refused_naming_the_file(tmp_path, capsys):
+    data_dir = write_sequences_dir(tmp_path / "d", patterned_rows(30, 20))
+    cache = tmp_path / "cache"
+    base = ["train", "--data", str(data_dir), "--model", "llmesr", "--epochs", "1"]
+    base += [
+        "--set",
+        "hidden_size=16",
+        "--set",
+        "max_len=8",
+        "--set",
+        "similar_k=5",
+        "--set",
+        "distill_users=3",
+    ]
+    base += ["--set", f"cache_dir={cache}", "--set", "progress=false", "--set", "sampled_negatives=5"]
+    assert main([*base, "--out", str(tmp_path / "ok")]) == 0
+    folder = next((cache / "semantic").glob("*/*/manifest.json")).parent
+    pca = np.load(folder / "item_pca.npy")
+    pca[3, 2] = np.nan
+    np.save(folder / "item_pca.npy", pca)
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "nan")]) == 2
+    assert "item_pca.npy: contains NaN or Inf" in capsys.readouterr().err
+    assert not (tmp_path / "nan").exists()
+    np.save(folder / "item_pca.npy", np.zeros((pca.shape[0] - 1, pca.shape[1]), dtype=np.float32))
+    assert main([*base, "--out", str(tmp_path / "short")]) == 2
+    assert "item_pca.npy: shape" in capsys.readouterr().err

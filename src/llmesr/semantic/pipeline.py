@@ -78,6 +78,34 @@ def load_artifacts(folder: Path, dataset: SequenceDataset) -> dict[str, np.ndarr
     return {f.removesuffix(".npy"): np.load(folder / f) for f in FILES}
 
 
+def check_artifacts(
+    art: dict[str, np.ndarray], folder: Path, n_items: int, n_users: int, width: int, neighbours: int
+) -> None:
+    """Refuse semantic artifacts that cannot belong to this dataset and model: wrong row counts or
+    widths, NaN/Inf vectors, neighbour lists out of range. Raises ``ValueError`` naming the file."""
+    expected = {
+        "item_embeddings": (n_items + 1, None),
+        "item_pca": (n_items + 1, width),
+        "user_embeddings": (n_users, None),
+        "similar_users": (n_users, None),
+    }
+    for name, (rows, cols) in expected.items():
+        a = art[name]
+        where = folder / f"{name}.npy"
+        if a.ndim != 2 or a.shape[0] != rows or (cols is not None and a.shape[1] != cols):
+            want = f"({rows}, {cols if cols is not None else 'd'})"
+            raise ValueError(f"{where}: shape {a.shape}, expected {want} for this dataset and model")
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise ValueError(f"{where}: contains NaN or Inf")
+    sim = art["similar_users"]
+    if sim.shape[1] < neighbours:
+        raise ValueError(
+            f"{folder / 'similar_users.npy'}: {sim.shape[1]} neighbours per user, {neighbours} needed"
+        )
+    if sim.size and (sim.min() < 0 or sim.max() >= n_users):
+        raise ValueError(f"{folder / 'similar_users.npy'}: user ids outside 0..{n_users - 1}")
+
+
 def _finished_manifest(
     out_dir: Path, dataset: SequenceDataset, split: Split, encoder: TextEncoder, settings: SemanticSettings
 ) -> dict | None:
