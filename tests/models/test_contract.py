@@ -114,6 +114,26 @@ class ModelContract:
         assert torch.isfinite(h).all()
 
 
+class WrapperContract(ModelContract):
+    """For models that wrap a backbone (LLM-ESR, LLMInit), built by ``factory(backbone=..., ...)``."""
+
+    backbone: str
+
+    @staticmethod
+    def factory(**settings) -> torch.nn.Module:  # pragma: no cover - set by each test class
+        raise NotImplementedError
+
+    def make(self, **settings):
+        settings.setdefault("backbone", self.backbone)
+        return type(self).factory(**settings)
+
+    def test_encoder_accepts_other_input_embeddings(self):
+        model = self.make().eval()
+        x = torch.randn(2, 5, 32)
+        mask = torch.tensor([[False, False, True, True, True], [True] * 5])
+        assert model.backbone.encode(model.backbone.embed(x, mask), mask).shape == (2, 5, 32)
+
+
 class CausalContract(ModelContract):
     def test_causal_output_ignores_later_items(self):
         model = self.make().eval()
@@ -167,8 +187,8 @@ class TestBERT4Rec(ModelContract):
         assert (labels[masked] == seq[masked]).all() and (labels[~masked] == 0).all()
 
 
-def test_registry_lists_the_three_backbones_and_llmesr():
-    assert set(MODELS) == {"sasrec", "bert4rec", "gru4rec", "llmesr"}
+def test_registry_lists_the_backbones_and_the_methods():
+    assert set(MODELS) == {"sasrec", "bert4rec", "gru4rec", "llmesr", "llminit"}
 
 
 def test_unknown_loss_is_rejected():

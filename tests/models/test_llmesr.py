@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_contract import CausalContract, ModelContract
+from test_contract import CausalContract, WrapperContract
 
 from conftest import patterned_rows
 from llmesr.data.sequences import Sequences
@@ -39,19 +39,9 @@ def make_llmesr(backbone: str, n_items: int = N_ITEMS, seed: int = 0, **settings
     return LLMESR(model_config("llmesr", values), sem, pca)
 
 
-class LLMESRContract(ModelContract):
-    backbone: str
+class LLMESRContract(WrapperContract):
     name = "llmesr"
-
-    def make(self, **settings):
-        settings.setdefault("backbone", self.backbone)
-        return make_llmesr(**settings)
-
-    def test_encoder_accepts_other_input_embeddings(self):
-        model = self.make().eval()
-        x = torch.randn(2, 5, 32)
-        mask = torch.tensor([[False, False, True, True, True], [True] * 5])
-        assert model.backbone.encode(model.backbone.embed(x, mask), mask).shape == (2, 5, 32)
+    factory = staticmethod(make_llmesr)
 
 
 class TestLLMESROnSASRec(LLMESRContract, CausalContract):

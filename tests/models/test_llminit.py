@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_contract import CausalContract, ModelContract
+from test_contract import CausalContract, WrapperContract
 
 from llmesr.models import LLMInit, model_config
 
@@ -32,19 +32,9 @@ def make_llminit(backbone: str, n_items: int = N_ITEMS, seed: int = 0, **setting
     return LLMInit(model_config("llminit", values), pca_table(n_items, seed))
 
 
-class LLMInitContract(ModelContract):
-    backbone: str
+class LLMInitContract(WrapperContract):
     name = "llminit"
-
-    def make(self, **settings):
-        settings.setdefault("backbone", self.backbone)
-        return make_llminit(**settings)
-
-    def test_encoder_accepts_other_input_embeddings(self):
-        model = self.make().eval()
-        x = torch.randn(2, 5, 32)
-        mask = torch.tensor([[False, False, True, True, True], [True] * 5])
-        assert model.backbone.encode(model.backbone.embed(x, mask), mask).shape == (2, 5, 32)
+    factory = staticmethod(make_llminit)
 
 
 class TestLLMInitOnSASRec(LLMInitContract, CausalContract):

@@ -61,6 +61,19 @@ class BackboneConfig:
         return asdict(self)
 
 
+@dataclass
+class WrapperConfig(BackboneConfig):
+    """Config of a model that wraps a backbone (LLM-ESR, LLMInit): the backbone's name and the
+    backbone settings passed through to it."""
+
+    backbone: str = "sasrec"
+    num_layers: int = 2
+    num_heads: int = 2
+    inner_size: int = 256
+    attn_dropout: float = 0.5
+    mask_prob: float = 0.6
+
+
 def positions_from_start(mask: torch.Tensor) -> torch.Tensor:
     """Position of every column counted from the row's first real item (pads get 0)."""
     return (mask.long().cumsum(1) - 1).clamp(min=0)

@@ -29,20 +29,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmesr.data.sequences import Sequences
-from llmesr.models.base import BackboneConfig, SequentialRecommender
+from llmesr.models.base import SequentialRecommender, WrapperConfig
 from llmesr.models.transformer import attend, attention_mask
 
 
 @dataclass
-class LLMESRConfig(BackboneConfig):
-    backbone: str = "sasrec"
+class LLMESRConfig(WrapperConfig):
     semantic_dim: int = 384
-    # backbone settings (passed through; the backbone's own defaults apply when left as is)
-    num_layers: int = 2
-    num_heads: int = 2
-    inner_size: int = 256
-    attn_dropout: float = 0.5
-    mask_prob: float = 0.6
     cross_heads: int = 2
     # paper ablations
     use_collaborative: bool = True

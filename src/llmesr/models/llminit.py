@@ -14,18 +14,12 @@ import numpy as np
 import torch
 
 from llmesr.data.sequences import Sequences
-from llmesr.models.base import BackboneConfig, SequentialRecommender
+from llmesr.models.base import SequentialRecommender, WrapperConfig
 
 
 @dataclass
-class LLMInitConfig(BackboneConfig):
-    backbone: str = "sasrec"
-    # backbone settings (passed through; the backbone's defaults apply when left as is)
-    num_layers: int = 2
-    num_heads: int = 2
-    inner_size: int = 256
-    attn_dropout: float = 0.5
-    mask_prob: float = 0.6
+class LLMInitConfig(WrapperConfig):
+    """The backbone's name and settings; nothing else is LLMInit's own."""
 
 
 class LLMInit(SequentialRecommender):
