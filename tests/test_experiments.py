@@ -9,6 +9,7 @@ from scipy.stats import ttest_rel
 
 from llmesr.cli import main
 from llmesr.config import ConfigError, RunConfig, apply_overrides
+from llmesr.data.groups import named_groups
 from llmesr.evaluation import metrics_from_ranks
 from llmesr.experiments import GROUPS, RunRanks, compare, markdown_table, per_user
 from llmesr.training import Trainer, prepare_data
@@ -17,13 +18,7 @@ FAST = {"max_len": 10, "hidden_size": 16, "batch_size": 16, "epochs": 2, "progre
 
 
 def fake_run(ranks: np.ndarray, tail_user: np.ndarray, tail_item: np.ndarray, seed: int = 0) -> RunRanks:
-    members = {
-        "overall": np.ones(len(ranks), dtype=bool),
-        "tail_item": tail_item,
-        "head_item": ~tail_item,
-        "tail_user": tail_user,
-        "head_user": ~tail_user,
-    }
+    members = {"overall": np.ones(len(ranks), dtype=bool), **named_groups(tail_user, tail_item)}
     return RunRanks(None, np.arange(len(ranks)), {"full": ranks}, members, seed)
 
 

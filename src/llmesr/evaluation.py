@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from llmesr.data.groups import HeadTailGroups
+from llmesr.data.groups import HeadTailGroups, named_groups
 from llmesr.data.sequences import Sequences, ragged_index
 from llmesr.data.split import EvalSplit
 from llmesr.models.base import SequentialRecommender
@@ -122,17 +122,11 @@ def summarize(
     """Overall metrics and, with ``groups``, the same per tail/head user and item group."""
     result: dict[str, object] = {"users": int(len(ranks)), "overall": metrics_from_ranks(ranks, ks)}
     if groups is not None:
-        tail_user = groups.tail_user[split.users]
-        tail_item = groups.tail_item[split.targets]
-        per_group = {}
-        for name, member in (
-            ("tail_user", tail_user),
-            ("head_user", ~tail_user),
-            ("tail_item", tail_item),
-            ("head_item", ~tail_item),
-        ):
-            per_group[name] = {"count": int(member.sum()), **metrics_from_ranks(ranks[member], ks)}
-        result["groups"] = per_group
+        members = named_groups(*groups.tails(split.users, split.targets))
+        result["groups"] = {
+            name: {"count": int(member.sum()), **metrics_from_ranks(ranks[member], ks)}
+            for name, member in members.items()
+        }
     return result
 
 

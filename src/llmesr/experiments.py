@@ -19,6 +19,7 @@ import pandas as pd
 import yaml
 
 from llmesr.config import ConfigError
+from llmesr.data.groups import named_groups
 from llmesr.io import atomic_save_npz
 
 GROUPS = ("overall", "tail_item", "head_item", "tail_user", "head_user")
@@ -49,13 +50,7 @@ class RunRanks:
             users = z[f"{split}_users"]
         if groups is not None:
             tail_user, tail_item = regroup(run, split, groups)
-        members = {
-            "overall": np.ones(len(users), dtype=bool),
-            "tail_item": tail_item,
-            "head_item": ~tail_item,
-            "tail_user": tail_user,
-            "head_user": ~tail_user,
-        }
+        members = {"overall": np.ones(len(users), dtype=bool), **named_groups(tail_user, tail_item)}
         cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else {}
         return cls(run, users, ranks, members, cfg.get("seed"))
 
@@ -67,7 +62,7 @@ def regroup(run: Path, split: str, groups: str) -> tuple[np.ndarray, np.ndarray]
 
     data = prepare_data(load_run_config(run, [f"groups={groups}"]))
     ev = data.split.eval_split(split)
-    return data.groups.tail_user[ev.users], data.groups.tail_item[ev.targets]
+    return data.groups.tails(ev.users, ev.targets)
 
 
 def compute_ranks(run: Path) -> None:

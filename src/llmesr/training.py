@@ -138,10 +138,11 @@ def rank_arrays(data: RunData, name: str, ranks: dict[str, np.ndarray]) -> dict[
     """What ``ranks.npz`` stores for one split: per-user ranks by protocol and group membership,
     enough to compare runs user by user (paired tests) without reloading data or models."""
     split = data.split.eval_split(name)
+    tail_user, tail_item = data.groups.tails(split.users, split.targets)
     return {
         f"{name}_users": split.users,
-        f"{name}_tail_user": data.groups.tail_user[split.users],
-        f"{name}_tail_item": data.groups.tail_item[split.targets],
+        f"{name}_tail_user": tail_user,
+        f"{name}_tail_item": tail_item,
         **{f"{name}_{protocol}": r for protocol, r in ranks.items()},
     }
 

@@ -29,6 +29,13 @@ PRESETS: dict[str, dict[str, object]] = {
 }
 
 
+def named_groups(tail_user: np.ndarray, tail_item: np.ndarray) -> dict[str, np.ndarray]:
+    """Per evaluated user, membership of each reported group, from whether the user is a tail
+    user and whether the target is a tail item."""
+    tail_user, tail_item = np.asarray(tail_user, dtype=bool), np.asarray(tail_item, dtype=bool)
+    return {"tail_user": tail_user, "head_user": ~tail_user, "tail_item": tail_item, "head_item": ~tail_item}
+
+
 @dataclass(frozen=True)
 class HeadTailGroups:
     tail_user: np.ndarray  # bool, indexed by internal user id
@@ -36,6 +43,10 @@ class HeadTailGroups:
     user_cut: float  # tail user iff training length < user_cut
     item_cut: float  # tail item iff training popularity < item_cut
     rule: str
+
+    def tails(self, users: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(tail user?, tail-item target?) for each evaluated user / target pair."""
+        return self.tail_user[users], self.tail_item[targets]
 
     def describe(self) -> dict[str, object]:
         return {
