@@ -164,7 +164,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from llmesr.training import evaluate_model, model_from_checkpoint, prepare_data
+    from llmesr.training import evaluate_splits, model_from_checkpoint, prepare_data
 
     cfg = load_run_config(args.run, args.overrides)
     data = prepare_data(cfg)
@@ -172,8 +172,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = {
         "model": cfg.model,
         "dataset": data.dataset_info(),
-        "valid": evaluate_model(model, data, cfg, "valid"),
-        "test": evaluate_model(model, data, cfg, "test"),
+        **evaluate_splits(model, data, cfg)[0],
     }
     if args.out:
         atomic_write_json(args.out, metrics)

@@ -68,14 +68,12 @@ def regroup(run: Path, split: str, groups: str) -> tuple[np.ndarray, np.ndarray]
 def compute_ranks(run: Path) -> None:
     """Write ``ranks.npz`` for a run folder trained before the trainer wrote it."""
     from llmesr.cli import load_run_config
-    from llmesr.training import evaluate_with_ranks, model_from_checkpoint, prepare_data, rank_arrays
+    from llmesr.training import evaluate_splits, model_from_checkpoint, prepare_data
 
     cfg = load_run_config(run)
     data = prepare_data(cfg)
     model = model_from_checkpoint(Path(run) / "best.pt", data.dataset.fingerprint())
-    arrays = {}
-    for name in ("valid", "test"):
-        arrays.update(rank_arrays(data, name, evaluate_with_ranks(model, data, cfg, name)[1]))
+    _, arrays = evaluate_splits(model, data, cfg)
     atomic_save_npz(Path(run) / "ranks.npz", arrays)
 
 

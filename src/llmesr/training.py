@@ -134,6 +134,17 @@ def evaluate_with_ranks(
     return metrics, ranks
 
 
+def evaluate_splits(
+    model: SequentialRecommender, data: RunData, cfg: RunConfig
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """Metrics of the validation and test splits, and the ``ranks.npz`` arrays behind them."""
+    metrics, arrays = {}, {}
+    for name in ("valid", "test"):
+        metrics[name], ranks = evaluate_with_ranks(model, data, cfg, name)
+        arrays.update(rank_arrays(data, name, ranks))
+    return metrics, arrays
+
+
 def rank_arrays(data: RunData, name: str, ranks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """What ``ranks.npz`` stores for one split: per-user ranks by protocol and group membership,
     enough to compare runs user by user (paired tests) without reloading data or models."""
@@ -335,10 +346,8 @@ class Trainer:
             "epochs_trained": self.epoch,
             "dataset": self.data.dataset_info(),
         }
-        arrays = {}
-        for name in ("valid", "test"):
-            metrics[name], ranks = evaluate_with_ranks(model, self.data, self.cfg, name)
-            arrays.update(rank_arrays(self.data, name, ranks))
+        per_split, arrays = evaluate_splits(model, self.data, self.cfg)
+        metrics.update(per_split)
         # Serving table: scores are [user_vector, 1] @ item_table.T (see fused_item_table).
         atomic_save_npy(self.out / "item_table.npy", model.fused_item_table().numpy())
         atomic_save_npz(self.out / "ranks.npz", arrays)
