@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -75,12 +75,13 @@ def create_model(cfg: RunConfig, data: RunData) -> SequentialRecommender:
     torch.manual_seed(cfg.seed)
     values = {"n_items": data.dataset.n_items, **cfg.model_settings()}
     try:
+        mcfg = model_config(cfg.model, values)
         if cfg.model == "llminit":
-            return LLMInit(model_config("llminit", values), semantic_artifacts(cfg, data)["item_pca"])
+            return LLMInit(mcfg, semantic_artifacts(cfg, data, mcfg.hidden_size, neighbours=0)["item_pca"])
         if cfg.model != "llmesr":
-            return build_model(cfg.model, model_config(cfg.model, values))
-        art = semantic_artifacts(cfg, data)
-        mcfg = model_config("llmesr", {**values, "semantic_dim": int(art["item_embeddings"].shape[1])})
+            return build_model(cfg.model, mcfg)
+        art = semantic_artifacts(cfg, data, mcfg.hidden_size, neighbours=mcfg.distill_users)
+        mcfg = replace(mcfg, semantic_dim=int(art["item_embeddings"].shape[1]))
         model = LLMESR(mcfg, art["item_embeddings"], art["item_pca"])
         model.set_retrieval(art["similar_users"], data.split.train)
         return model
@@ -88,19 +89,15 @@ def create_model(cfg: RunConfig, data: RunData) -> SequentialRecommender:
         raise ConfigError(f"model {cfg.model!r}: {err}") from None
 
 
-def semantic_artifacts(cfg: RunConfig, data: RunData) -> dict[str, np.ndarray]:
-    """The semantic step's outputs for this dataset and split, computed first if not cached."""
+def semantic_artifacts(cfg: RunConfig, data: RunData, width: int, neighbours: int) -> dict[str, np.ndarray]:
+    """The semantic step's outputs for this dataset and split (computed first if not cached),
+    checked against the model: PCA ``width`` and at least ``neighbours`` similar users each."""
     from llmesr.semantic.pipeline import check_artifacts, embed_for_config, load_artifacts
 
     folder, _ = embed_for_config(cfg, data.dataset, data.split)
     art = load_artifacts(folder, data.dataset)
-    ds = data.dataset
-    width = cfg.hidden_size or 64
-    neighbours = cfg.distill_users if cfg.distill_users is not None else 10
     try:
-        check_artifacts(
-            art, folder, ds.n_items, ds.n_users, width, neighbours if cfg.model == "llmesr" else 0
-        )
+        check_artifacts(art, folder, data.dataset.n_items, data.dataset.n_users, width, neighbours)
     except ValueError as err:
         raise ConfigError(f"semantic artifacts rejected: {err}") from None
     return art
