@@ -20,7 +20,7 @@ import yaml
 
 from llmesr.config import ConfigError
 from llmesr.data.groups import named_groups
-from llmesr.io import atomic_save_npz
+from llmesr.io import atomic_save_npz, atomic_write_png
 
 GROUPS = ("overall", "tail_item", "head_item", "tail_user", "head_user")
 PROTOCOLS = ("full", "sampled")
@@ -199,9 +199,5 @@ def bar_chart(frame: pd.DataFrame, path: Path, metric: str = "NDCG@10") -> None:
         ax.set_ylabel(metric)
         ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    atomic_write_png(Path(path), fig)
     plt.close(fig)
-    tmp.replace(path)

@@ -21,6 +21,7 @@ typo in the grid fails at once, naming the key.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -33,6 +34,7 @@ import yaml
 
 from llmesr.config import ConfigError, resolve_config
 from llmesr.experiments import GROUPS, PROTOCOLS
+from llmesr.io import atomic_write_parquet, atomic_write_text
 
 
 @dataclass
@@ -104,8 +106,6 @@ def run_grid(path: Path, jobs: int = 1, dry_run: bool = False) -> pd.DataFrame:
 
 def collect(runs: list[GridRun], out: Path) -> pd.DataFrame:
     """One row per finished run x split x protocol x group x metric; written to OUT/results.*."""
-    import json
-
     rows = []
     for run in runs:
         path = run.folder / "metrics.json"
@@ -128,9 +128,6 @@ def collect(runs: list[GridRun], out: Path) -> pd.DataFrame:
                         )
     frame = pd.DataFrame(rows)
     if not frame.empty:
-        out.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(out / ".results.csv.tmp", index=False)
-        (out / ".results.csv.tmp").replace(out / "results.csv")
-        frame.to_parquet(out / ".results.parquet.tmp", index=False)
-        (out / ".results.parquet.tmp").replace(out / "results.parquet")
+        atomic_write_text(out / "results.csv", frame.to_csv(index=False))
+        atomic_write_parquet(out / "results.parquet", frame)
     return frame

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 _UMASK = os.umask(0)
@@ -59,6 +60,15 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
         f.write(json.dumps(record) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    _atomic(path, "wb", lambda f: frame.to_parquet(f, index=False))
+
+
+def atomic_write_png(path: Path, figure: Any, dpi: int = 120) -> None:
+    """Save a matplotlib figure."""
+    _atomic(path, "wb", lambda f: figure.savefig(f, format="png", dpi=dpi))
 
 
 def atomic_save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from llmesr.config import ConfigError
-from llmesr.io import atomic_write_text
+from llmesr.io import atomic_write_parquet, atomic_write_text
 from llmesr.serving.bundle import Bundle
 
 CHUNK = 1024  # histories per encoder pass
@@ -65,9 +65,7 @@ def recommend_frame(
 
 def write_frame(frame: pd.DataFrame, out: Path) -> None:
     if out.suffix.lower() == ".parquet":
-        tmp = out.with_name(f".{out.name}.tmp")
-        frame.to_parquet(tmp, index=False)
-        tmp.replace(out)
+        atomic_write_parquet(out, frame)
     else:
         atomic_write_text(out, frame.to_csv(index=False))
 

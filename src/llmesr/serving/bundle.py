@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from llmesr.checkpoint import CheckpointError
-from llmesr.io import atomic_save_npy, atomic_torch_save, atomic_write_text
+from llmesr.io import atomic_save_npy, atomic_torch_save, atomic_write_parquet, atomic_write_text
 
 FORMAT = "llmesr-bundle-v1"
 
@@ -74,9 +74,7 @@ def export_bundle(run: Path, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(out / "weights.pt", model.state_dict())
     atomic_save_npy(out / "item_table.npy", model.fused_item_table().numpy())
-    tmp = out / ".items.parquet.tmp"
-    items.to_parquet(tmp, index=False)
-    tmp.replace(out / "items.parquet")
+    atomic_write_parquet(out / "items.parquet", items)
     # bundle.json last: a folder without it is an unfinished export, never a broken bundle.
     atomic_write_text(out / "bundle.json", json.dumps(meta, indent=2) + "\n")
     return out
