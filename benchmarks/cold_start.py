@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -45,8 +46,6 @@ def main() -> None:
     print(f"bundle {args.bundle}: {bundle.n_items:,} items")
     for item_id, title, brand, categories in NEW_ITEMS:
         fields = {"title": ["", title], "brand": ["", brand], "categories": ["", ", ".join(categories)]}
-        import pandas as pd
-
         text = item_prompts(
             pd.DataFrame(fields),
             np.array(["", item_id], dtype=object),
