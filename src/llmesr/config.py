@@ -77,6 +77,9 @@ class RunConfig:
     loss_weighting: str = "position"
     threads: int | None = None
     progress: bool = True  # tqdm progress bars (--set progress=false for quiet logs)
+    device: str = "cpu"  # cpu | cuda | cuda:N | auto (see llmesr.accel)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 on CUDA only)
+    compile: bool = False  # torch.compile the backbone encoders
     # evaluation
     select_metric: str = "NDCG@10"
     ks: list[int] = field(default_factory=lambda: [5, 10, 20])
@@ -103,6 +106,9 @@ class RunConfig:
     retrieval: str = "auto"  # auto | exact | hnsw | ivf
     embed_batch_size: int = 256
     cache_dir: str | None = None
+    # A finished ``llmesr embed --out DIR`` folder to train from, instead of the keyed cache: lets
+    # a machine without the encoder (a GPU box, a cluster node) train on embeddings made elsewhere.
+    semantic_dir: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

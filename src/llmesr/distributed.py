@@ -44,7 +44,8 @@ class DistContext:
         """Mean of a Python number over ranks."""
         if not self.active:
             return value
-        t = torch.tensor([value], dtype=torch.float64)
+        on_gpu = dist.get_backend() == "nccl"  # NCCL reduces CUDA tensors only
+        t = torch.tensor([value], dtype=torch.float64, device="cuda" if on_gpu else "cpu")
         dist.all_reduce(t)
         return float(t.item()) / self.world
 
@@ -61,13 +62,15 @@ class DistContext:
             dist.barrier()
 
 
-def init_distributed() -> DistContext:
-    """Join the process group ``torchrun`` describes in the environment (single process otherwise)."""
+def init_distributed(device: torch.device | None = None) -> DistContext:
+    """Join the process group ``torchrun`` describes in the environment (single process otherwise):
+    NCCL when training on CUDA, gloo on CPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistContext()
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        on_gpu = device is not None and device.type == "cuda"
+        dist.init_process_group(backend="nccl" if on_gpu else "gloo")
     return DistContext(rank=dist.get_rank(), world=dist.get_world_size())
 
 
@@ -91,4 +94,6 @@ def wrap(model: nn.Module, ctx: DistContext) -> nn.Module:
     if not ctx.active:
         return module
     # Some ablations leave parameters without gradient (e.g. an unused view's encoder).
-    return DistributedDataParallel(module, find_unused_parameters=True)
+    device = next(model.parameters()).device
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)

@@ -62,12 +62,21 @@ def sampled_negatives(
     return torch.cat(parts) if parts else torch.zeros((0, n), dtype=torch.long)
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where the model's weights live (CPU for a model without any)."""
+    first = next(iter(model.parameters()), None)
+    if first is None:
+        first = next(iter(model.buffers()), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
 def exclude_items(scores: torch.Tensor, history: Sequences, rows: np.ndarray) -> None:
     """Set the score of every item in each row's history to -inf, in place."""
     lengths = history.lengths[rows]
     items = history.items[ragged_index(history.offsets[rows], lengths)]
     batch_rows = np.repeat(np.arange(len(rows)), lengths)
-    scores[torch.from_numpy(batch_rows), torch.from_numpy(items)] = float("-inf")
+    index = (torch.from_numpy(batch_rows).to(scores.device), torch.from_numpy(items).to(scores.device))
+    scores[index] = float("-inf")
 
 
 @torch.inference_mode()
@@ -83,10 +92,11 @@ def score_batches(
     Users are visited shortest history first so that each batch is padded as little as possible.
     """
     model.eval()
+    device = model_device(model)
     order = np.argsort(split.inputs.lengths, kind="stable")
     for start in range(0, len(order), batch_size):
         pos = order[start : start + batch_size]
-        scores = model.score_all(model.eval_input(split.inputs, pos))
+        scores = model.score_all(model.eval_input(split.inputs, pos).to(device))
         if exclude_history:
             exclude_items(scores, split.inputs, pos)
         yield pos, scores
@@ -105,14 +115,17 @@ def rank_targets(
     protocols from one scoring pass)."""
     full = np.empty(len(split), dtype=np.int64)
     sampled = np.empty(len(split), dtype=np.int64) if negatives is not None else None
-    targets = torch.from_numpy(split.targets)
+    device = model_device(model)
+    targets = torch.from_numpy(split.targets).to(device)
+    negatives = negatives.to(device) if negatives is not None else None
     for pos, scores in score_batches(model, split, exclude_history=exclude_history, batch_size=batch_size):
-        target_scores = scores.gather(1, targets[pos].unsqueeze(1)).squeeze(1)
-        full[pos] = pessimistic_rank(scores, target_scores).numpy()
+        index = torch.from_numpy(pos).to(device)
+        target_scores = scores.gather(1, targets[index].unsqueeze(1)).squeeze(1)
+        full[pos] = pessimistic_rank(scores, target_scores).cpu().numpy()
         if sampled is not None:
             # Candidates = target + its fixed negatives (never history items by construction).
-            candidates = torch.cat([target_scores.unsqueeze(1), scores.gather(1, negatives[pos])], dim=1)
-            sampled[pos] = pessimistic_rank(candidates, target_scores).numpy()
+            candidates = torch.cat([target_scores.unsqueeze(1), scores.gather(1, negatives[index])], dim=1)
+            sampled[pos] = pessimistic_rank(candidates, target_scores).cpu().numpy()
     return {"full": full} if sampled is None else {"full": full, "sampled": sampled}
 
 
@@ -188,8 +201,8 @@ def top_k(
     for pos, scores in score_batches(model, split, exclude_history=exclude_history, batch_size=batch_size):
         top = torch.topk(scores, k, dim=1)
         keep = torch.isfinite(top.values)
-        items[pos] = torch.where(keep, top.indices, 0).numpy()
-        values[pos] = top.values.numpy()
+        items[pos] = torch.where(keep, top.indices, 0).cpu().numpy()
+        values[pos] = top.values.float().cpu().numpy()
     return items, values
 
 

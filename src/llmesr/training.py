@@ -17,6 +17,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
+from llmesr.accel import autocast, check_precision, compile_encoders, grad_scaler, resolve_device
 from llmesr.checkpoint import load_checkpoint, save_checkpoint
 from llmesr.config import ConfigError, RunConfig
 from llmesr.data.batching import epoch_batches
@@ -92,10 +93,17 @@ def create_model(cfg: RunConfig, data: RunData) -> SequentialRecommender:
 def semantic_artifacts(cfg: RunConfig, data: RunData, width: int, neighbours: int) -> dict[str, np.ndarray]:
     """The semantic step's outputs for this dataset and split (computed first if not cached),
     checked against the model: PCA ``width`` and at least ``neighbours`` similar users each."""
-    from llmesr.semantic.pipeline import check_artifacts, embed_for_config, load_artifacts
+    from llmesr.semantic.pipeline import check_artifacts, embed_for_config, load_artifacts, load_semantic_dir
 
-    folder, _ = embed_for_config(cfg, data.dataset, data.split)
-    art = load_artifacts(folder, data.dataset)
+    if cfg.semantic_dir:
+        folder = Path(cfg.semantic_dir)
+        try:
+            art = load_semantic_dir(folder, data.dataset, data.split)
+        except ValueError as err:
+            raise ConfigError(f"semantic_dir: {err}") from None
+    else:
+        folder, _ = embed_for_config(cfg, data.dataset, data.split)
+        art = load_artifacts(folder, data.dataset)
     try:
         check_artifacts(art, folder, data.dataset.n_items, data.dataset.n_users, width, neighbours)
     except ValueError as err:
@@ -164,8 +172,16 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         if cfg.loss_weighting not in ("batch", "position"):
             raise ConfigError(f"loss_weighting must be 'batch' or 'position', got {cfg.loss_weighting!r}")
-        self.dist = init_distributed()
-        self.model = create_model(cfg, data)
+        try:
+            self.device = resolve_device(cfg.device)
+            check_precision(cfg.precision, self.device)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        self.dist = init_distributed(self.device)
+        self.model = create_model(cfg, data).to(self.device)
+        if cfg.compile:
+            compile_encoders(self.model)
+        self.scaler = grad_scaler(self.device, cfg.precision)
         self.loss_fn = wrap(self.model, self.dist)  # DDP under torchrun, the plain loss otherwise
         if not 0.0 <= cfg.adam_beta2 < 1.0:
             raise ConfigError(f"adam_beta2 must be in [0, 1), got {cfg.adam_beta2}")
@@ -271,7 +287,9 @@ class Trainer:
             if len(rows) < world:  # every rank sees the same batches, so all skip it together
                 continue
             shard = self.dist.shard(rows)
-            loss = self.loss_fn(model.train_input(self.data.split.train, shard), gen, shard)
+            batch = model.train_input(self.data.split.train, shard).to(self.device, non_blocking=True)
+            with autocast(self.device, cfg.precision):
+                loss = self.loss_fn(batch, gen, shard).float()
             # DDP averages over ranks: weighting each rank by its share of the batch's positions
             # makes that average the global batch's mean (a factor of 1 in a single process).
             scale = float(positions[shard].sum() * world / positions[rows].sum())
@@ -279,10 +297,12 @@ class Trainer:
                 scale *= float(positions[rows].sum() / mean_positions)
             loss = loss * scale
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            total += loss.item()
-            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            value = loss.item()
+            total += value
+            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
         return self.dist.mean(total) / len(batches)
 
     def validate(self) -> dict:
@@ -336,7 +356,7 @@ class Trainer:
 
     def finish(self) -> dict:
         """Evaluate the best checkpoint on validation and test under both protocols -> metrics.json."""
-        model = model_from_checkpoint(self.out / "best.pt", self.data.dataset.fingerprint())
+        model = model_from_checkpoint(self.out / "best.pt", self.data.dataset.fingerprint()).to(self.device)
         metrics = {
             "model": self.cfg.model,
             "best_epoch": self.best_epoch,
@@ -346,7 +366,7 @@ class Trainer:
         per_split, arrays = evaluate_splits(model, self.data, self.cfg)
         metrics.update(per_split)
         # Serving table: scores are [user_vector, 1] @ item_table.T (see fused_item_table).
-        atomic_save_npy(self.out / "item_table.npy", model.fused_item_table().numpy())
+        atomic_save_npy(self.out / "item_table.npy", model.fused_item_table().cpu().numpy())
         atomic_save_npz(self.out / "ranks.npz", arrays)
         atomic_write_json(self.out / "metrics.json", metrics)
         return metrics

@@ -140,7 +140,7 @@ class SequentialRecommender(nn.Module):
         :meth:`score_all` in one matrix product. Row 0 (padding) must still be masked by the caller."""
         table = self.item_table()
         bias = self.item_bias()
-        bias = torch.zeros(len(table)) if bias is None else bias[: len(table)]
+        bias = torch.zeros(len(table), device=table.device) if bias is None else bias[: len(table)]
         return torch.cat([table, bias.unsqueeze(1)], dim=1).float()
 
     def user_vectors(self, seq: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,7 @@ def mask_items(
     least one mask (its last item when the draw chose none). Returns (inputs, labels), labels 0
     where nothing is predicted."""
     real = seq > 0
-    chosen = (torch.rand(seq.shape, generator=generator) < mask_prob) & real
+    chosen = (torch.rand(seq.shape, generator=generator).to(seq.device) < mask_prob) & real
     none = ~chosen.any(1) & real.any(1)
     chosen[none, -1] = True  # left padding: the last column is the most recent real item
     inputs = torch.where(chosen, torch.full_like(seq, mask_token), seq)

@@ -223,7 +223,7 @@ class LLMESR(SequentialRecommender):
 
     def user_repr(self, users: np.ndarray) -> torch.Tensor:
         """Representation of users from their training prefix (what the teacher averages)."""
-        return self.user_vectors(self.eval_input(self.train_histories, users))
+        return self.user_vectors(self.eval_input(self.train_histories, users).to(self.semantic.device))
 
     @torch.no_grad()
     def start_epoch(self, epoch: int) -> None:
@@ -236,7 +236,7 @@ class LLMESR(SequentialRecommender):
         self.eval()
         users = np.arange(len(self.train_histories))
         order = np.argsort(self.train_histories.lengths, kind="stable")
-        table = torch.empty(len(users), self.item_table().shape[1])
+        table = torch.empty(len(users), self.item_table().shape[1], device=self.semantic.device)
         for start in range(0, len(order), 256):
             rows = order[start : start + 256]
             table[rows] = self.user_repr(rows)
@@ -258,7 +258,7 @@ class LLMESR(SequentialRecommender):
         logits = (
             F.normalize(student, dim=-1) @ F.normalize(teacher, dim=-1).T / self.config.distill_temperature
         )
-        return F.cross_entropy(logits, torch.arange(len(student)))
+        return F.cross_entropy(logits, torch.arange(len(student), device=logits.device))
 
     def loss(
         self, batch: torch.Tensor, generator: torch.Generator | None = None, users: np.ndarray | None = None

@@ -28,6 +28,22 @@ def sample_negatives(
     Collisions are redrawn a few rounds; membership is one ``searchsorted`` over row-offset keys
     (``row * stride + item``), so there is no per-sample Python work.
     """
+    # Drawn on the CPU from the CPU generator (a run's random stream does not depend on where
+    # the model lives), then moved to the batch's device.
+    device = context.device
+    context, row_of = context.cpu(), row_of.cpu()
+    negs = _draw_negatives(context, row_of, n, n_items, generator, max_rounds)
+    return negs.to(device)
+
+
+def _draw_negatives(
+    context: torch.Tensor,
+    row_of: torch.Tensor,
+    n: int,
+    n_items: int,
+    generator: torch.Generator | None,
+    max_rounds: int,
+) -> torch.Tensor:
     m = row_of.numel()
     negs = torch.randint(1, n_items + 1, (m, n), generator=generator)
     if n_items <= 1:

@@ -78,6 +78,22 @@ def load_artifacts(folder: Path, dataset: SequenceDataset) -> dict[str, np.ndarr
     return {f.removesuffix(".npy"): np.load(folder / f) for f in FILES}
 
 
+def load_semantic_dir(folder: Path, dataset: SequenceDataset, split: Split) -> dict[str, np.ndarray]:
+    """The artifacts of a finished ``llmesr embed --out`` folder, refused with a ``ValueError`` naming
+    the folder when they are incomplete or were made for another dataset or split."""
+    manifest = folder / "manifest.json"
+    missing = [f for f in ("manifest.json", *FILES) if not (folder / f).exists()]
+    if missing:
+        raise ValueError(f"{folder}: not a finished semantic folder (missing {', '.join(missing)})")
+    made_for = json.loads(manifest.read_text())["dataset"]
+    if made_for["fingerprint"] != dataset.fingerprint() or made_for["split"] != split.protocol:
+        raise ValueError(
+            f"{folder}: made for dataset {made_for['name']!r} ({made_for['fingerprint']}, "
+            f"{made_for['split']}), not {dataset.name!r} ({dataset.fingerprint()}, {split.protocol})"
+        )
+    return load_artifacts(folder, dataset)
+
+
 def check_artifacts(
     art: dict[str, np.ndarray], folder: Path, n_items: int, n_users: int, width: int, neighbours: int
 ) -> None:

@@ -1,4 +1,6 @@
-"""Top-K similar users by cosine similarity of their prompt embeddings (FAISS), self excluded."""
+"""Top-K similar users by cosine similarity of their prompt embeddings (FAISS), self excluded.
+
+FAISS is imported where it is used: training from finished semantic artifacts does not need it."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import faiss
 import numpy as np
 import torch
 
@@ -98,6 +99,8 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 @contextmanager
 def _faiss_threads(n: int) -> Iterator[None]:
     """Run faiss with the same thread budget as torch (the process may share cores with training)."""
+    import faiss
+
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(max(1, n))
     try:
@@ -108,6 +111,8 @@ def _faiss_threads(n: int) -> Iterator[None]:
 
 def _search_exact(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` by inner product; among equal scores the lower index wins, also at the cut."""
+    import faiss
+
     n = base.shape[0]
     index = faiss.IndexFlatIP(base.shape[1])
     index.add(base)
@@ -132,6 +137,8 @@ def _search_exact(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.nda
 
 
 def _search_hnsw(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    import faiss
+
     index = faiss.IndexHNSWFlat(x.shape[1], _HNSW_M, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = _HNSW_EF_CONSTRUCTION
     index.add(x)
@@ -140,6 +147,8 @@ def _search_hnsw(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _search_ivf(x: np.ndarray, k: int, seed: int, nprobe: int | None) -> tuple[np.ndarray, np.ndarray]:
+    import faiss
+
     n, d = x.shape
     # ~4 sqrt(n) lists, but at least 39 training points per list (faiss's k-means minimum).
     nlist = max(1, min(round(4 * math.sqrt(n)), n // 39))
