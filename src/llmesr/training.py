@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from llmesr.data.split import Split, make_split
 from llmesr.distributed import init_distributed, wrap
 from llmesr.evaluation import describe_ranks, rank_targets, sampled_negatives, summarize
 from llmesr.io import append_jsonl, atomic_save_npy, atomic_save_npz, atomic_write_json, atomic_write_text
-from llmesr.models import LLMESR, LLMInit, SequentialRecommender, build_model, model_config
+from llmesr.models import MODELS, SequentialRecommender, build_model, model_config
 
 
 @dataclass
@@ -77,15 +77,12 @@ def create_model(cfg: RunConfig, data: RunData) -> SequentialRecommender:
     values = {"n_items": data.dataset.n_items, **cfg.model_settings()}
     try:
         mcfg = model_config(cfg.model, values)
-        if cfg.model == "llminit":
-            return LLMInit(mcfg, semantic_artifacts(cfg, data, mcfg.hidden_size, neighbours=0)["item_pca"])
-        if cfg.model != "llmesr":
-            return build_model(cfg.model, mcfg)
-        art = semantic_artifacts(cfg, data, mcfg.hidden_size, neighbours=mcfg.distill_users)
-        mcfg = replace(mcfg, semantic_dim=int(art["item_embeddings"].shape[1]))
-        model = LLMESR(mcfg, art["item_embeddings"], art["item_pca"])
-        model.set_retrieval(art["similar_users"], data.split.train)
-        return model
+        cls = MODELS[cfg.model][0]
+        art = None
+        if cls.needs_semantic:
+            neighbours = getattr(mcfg, cls.semantic_neighbours) if cls.semantic_neighbours else 0
+            art = semantic_artifacts(cfg, data, mcfg.hidden_size, neighbours=neighbours)
+        return cls.for_training(mcfg, data.split.train, art)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"model {cfg.model!r}: {err}") from None
 

@@ -92,6 +92,20 @@ class SequentialRecommender(nn.Module):
 
     config: BackboneConfig
     uses_positions = True
+    # Whether the trainer must run (or reuse) the semantic step and hand its artifacts to
+    # :meth:`for_training`; ``semantic_neighbours`` names the config field giving how many
+    # similar users per user the model reads (0 = none).
+    needs_semantic = False
+    semantic_neighbours: str | None = None
+
+    @classmethod
+    def for_training(
+        cls, config: BackboneConfig, train: Sequences, artifacts: dict[str, np.ndarray] | None
+    ) -> SequentialRecommender:
+        """The model as the trainer builds it: models that learn from the training histories (item
+        popularity, similar users) or the semantic artifacts override this. A model rebuilt from a
+        checkpoint is built with ``cls(config)`` and gets everything else from its ``state_dict``."""
+        return cls(config)
 
     def __init__(self, config: BackboneConfig, n_item_rows: int | None = None) -> None:
         super().__init__()

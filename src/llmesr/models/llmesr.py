@@ -21,7 +21,7 @@ Every ablation of the paper is a config switch. The backbone is any model in ``l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -106,6 +106,17 @@ class LinearAdapter(nn.Sequential):
 class LLMESR(SequentialRecommender):
     config: LLMESRConfig
     uses_positions = False  # positions come from the backbone's own embed()
+    needs_semantic = True
+    semantic_neighbours = "distill_users"
+
+    @classmethod
+    def for_training(
+        cls, config: LLMESRConfig, train: Sequences, artifacts: dict[str, np.ndarray] | None
+    ) -> LLMESR:
+        config = replace(config, semantic_dim=int(artifacts["item_embeddings"].shape[1]))
+        model = cls(config, artifacts["item_embeddings"], artifacts["item_pca"])
+        model.set_retrieval(artifacts["similar_users"], train)
+        return model
 
     def __init__(
         self,

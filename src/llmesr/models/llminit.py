@@ -25,6 +25,13 @@ class LLMInitConfig(WrapperConfig):
 class LLMInit(SequentialRecommender):
     config: LLMInitConfig
     uses_positions = False  # the wrapped backbone has its own
+    needs_semantic = True
+
+    @classmethod
+    def for_training(
+        cls, config: LLMInitConfig, train: Sequences, artifacts: dict[str, np.ndarray] | None
+    ) -> LLMInit:
+        return cls(config, artifacts["item_pca"])
 
     def __init__(self, config: LLMInitConfig, pca_table: np.ndarray | None = None) -> None:
         from llmesr.models import build_model, model_config  # the registry imports this module
