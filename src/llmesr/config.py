@@ -59,7 +59,10 @@ class RunConfig:
     teacher: str | None = None
     teacher_refresh: int | None = None
     cross_heads: int | None = None
-    # training
+    # CITIES (model: cities); None = the model's default
+    # MELT (model: melt); None = the model's default
+    # RLMRec (model: rlmrec); None = the model's default
+    # training  (every field above this line and below "# model" is a model setting)
     epochs: int = 200
     batch_size: int = 128
     lr: float = 1e-3
@@ -115,38 +118,12 @@ class RunConfig:
 
     def model_settings(self) -> dict[str, Any]:
         """Model hyper-parameters that were set explicitly (``None`` = model default)."""
-        names = (
-            "max_len",
-            "hidden_size",
-            "num_layers",
-            "num_heads",
-            "inner_size",
-            "dropout",
-            "attn_dropout",
-            "causal",
-            "loss",
-            "negatives",
-            "mask_prob",
-            "init_std",
-            "positions",
-            "backbone",
-            "use_collaborative",
-            "use_semantic",
-            "cross_attention",
-            "shared_encoder",
-            "adapter_layers",
-            "id_init",
-            "freeze_semantic",
-            "distill_weight",
-            "distill_users",
-            "distill_loss",
-            "teacher",
-            "teacher_refresh",
-            "cross_heads",
-        )
-        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        return {n: getattr(self, n) for n in MODEL_KEYS if getattr(self, n) is not None}
 
 
+_NAMES = [f.name for f in fields(RunConfig)]
+# The model section of RunConfig: from max_len up to the first training key.
+MODEL_KEYS = tuple(_NAMES[_NAMES.index("max_len") : _NAMES.index("epochs")])
 _TYPES: dict[str, Any] = {f.name: f.type for f in fields(RunConfig)}
 
 
