@@ -300,6 +300,7 @@ class Trainer:
             value = loss.item()
             total += value
             bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+        model.end_epoch(self.epoch)
         return self.dist.mean(total) / len(batches)
 
     def validate(self) -> dict:

@@ -182,6 +182,11 @@ class SequentialRecommender(nn.Module):
     def start_epoch(self, epoch: int) -> None:
         """Called by the trainer before each epoch (LLM-ESR refreshes its cached teacher here)."""
 
+    def end_epoch(self, epoch: int) -> None:
+        """Called by the trainer after each epoch's updates, before validation: models whose
+        inference rows are derived from the trained weights (e.g. tail-item embeddings rebuilt
+        from their contexts) recompute them here, into buffers, so checkpoints carry them."""
+
     def loss(
         self, batch: torch.Tensor, generator: torch.Generator | None = None, users: np.ndarray | None = None
     ) -> torch.Tensor:
