@@ -1,0 +1,297 @@
+"""RLMRec (Ren, Wei, Xia et al., "Representation Learning with Large Language Models for
+Recommendation", WWW 2024; code github.com/HKUDS/RLMRec) on a sequential backbone.
+
+RLMRec leaves the recommender as it is and adds one loss that aligns the collaborative (CF)
+representations of users and items with their LLM semantic representations, ``L = L_rec +
+weight * L_align``. Two variants, as in the paper:
+
+* ``con`` (RLMRec-Con): an MLP sigma_down maps each semantic vector into the CF space and InfoNCE,
+  with cosine similarity and a temperature, pulls every CF representation towards its own mapped
+  semantic vector and away from the other ones of the batch (in-batch negatives).
+* ``gen`` (RLMRec-Gen): a share of the CF inputs is replaced by a learnable mask embedding, the
+  backbone rebuilds their representations from the rest, and an MLP sigma_up maps each rebuilt
+  representation into the semantic space, where it must find its own semantic vector among those of
+  the other masked rows (the paper's density ratio exp(cos(s, sigma_up(e_masked))) inside the same
+  InfoNCE bound; ``ssl_con_loss`` in the authors' code).
+
+How the graph-based method maps onto a sequential backbone (our choices):
+
+* Item CF representation = the item embedding (the rows the backbone scores with). User CF
+  representation = the sequence representation: the last column of the training forward pass
+  (SASRec, GRU4Rec; as LLM-ESR does, no second encoder run). BERT4Rec's training input hides items,
+  so its user is encoded from the unmasked training prefix followed by the mask token, i.e. exactly
+  what ``eval_input`` gives for the training history (one extra encoder pass).
+* Semantic vectors: ``item_embeddings`` (N+1, d) and ``user_embeddings`` (U, d) of the semantic
+  step (a user's prompt lists its training prefix only, so nothing leaks). The user term needs the
+  batch's user ids; without them (``users=None``) only the item term is used.
+* Con: the items of a batch are its distinct item ids (inputs and targets), at most
+  ``rlmrec_max_items`` of them (a random subset beyond that, to bound the K x K logits). The authors
+  align the users, positives and negatives of a BPR batch; the user term here also uses in-batch
+  negatives where their code uses all users.
+* Gen: in a sequence a masked item cannot be rebuilt from its own (masked) embedding, only from its
+  context, just as a masked graph node is rebuilt from its neighbours. So ``floor(ratio * n_real)``
+  real input positions of the batch (at least one; the authors mask that share of the graph's nodes,
+  uniformly) get the mask embedding; the encoder's output at each masked position reconstructs that
+  item's semantic vector, and the last column reconstructs the user's. For SASRec and GRU4Rec this
+  masked pass is also the recommendation pass (as in the authors' code, where BPR reads the masked
+  propagation); for BERT4Rec the masking is applied to the extra unmasked-prefix pass. The same item
+  masked at two positions is not counted as a negative of itself.
+* MLPs as in the authors' code: Linear(in, (in + out) // 2) - LeakyReLU - Linear(.., out), Xavier
+  weights (zero biases: ours); the mask embedding starts at zero. Note that at initialisation the
+  alignment's gradient on the encoder exceeds the recommendation loss's (item rows start at std 0.02),
+  so a large weight can slow the backbone's own training (seen with BERT4Rec at weight 0.1).
+* Defaults are the authors' Amazon settings (con: weight 0.01, temperature 0.2; gen: weight 0.1,
+  temperature 0.5, mask ratio 0.15).
+* ``rlmrec_weight: 0`` is the plain backbone: same loss, no masking, no random draws.
+
+The semantic tables are training-only, non-persistent buffers: checkpoints stay small and inference
+(``score_all``, ``item_table``) is the backbone's own, so a model rebuilt with ``cls(config)`` +
+``load_state_dict`` scores identically. Differences from the paper: the backbone is sequential (the
+paper uses graph CF models); the semantic vectors are the library's text embeddings of item and user
+prompts rather than LLM-generated profiles (the profile-generation step is not reproduced).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmesr.data.sequences import Sequences
+from llmesr.models.base import SequentialRecommender, WrapperConfig
+
+# variant -> (weight, temperature): the authors' settings for their Amazon data (LightGCN configs).
+VARIANT_DEFAULTS = {"con": (0.01, 0.2), "gen": (0.1, 0.5)}
+
+
+@dataclass
+class RLMRecConfig(WrapperConfig):
+    semantic_dim: int = 384  # width of the LLM vectors; set from the artifacts by for_training
+    rlmrec_variant: str = "con"  # con | gen
+    rlmrec_weight: float | None = None  # None = the variant's default
+    rlmrec_temperature: float | None = None  # None = the variant's default
+    rlmrec_mask_ratio: float = 0.15  # gen: share of the batch's real input positions masked
+    rlmrec_max_items: int = 4096  # con: most distinct items in one batch's item term
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.rlmrec_variant not in VARIANT_DEFAULTS:
+            raise ValueError(
+                f"rlmrec_variant must be one of {tuple(VARIANT_DEFAULTS)}, got {self.rlmrec_variant!r}"
+            )
+        weight, temperature = VARIANT_DEFAULTS[self.rlmrec_variant]
+        if self.rlmrec_weight is None:
+            self.rlmrec_weight = weight
+        if self.rlmrec_temperature is None:
+            self.rlmrec_temperature = temperature
+        if self.rlmrec_weight < 0 or self.rlmrec_temperature <= 0:
+            raise ValueError("rlmrec_weight must be >= 0 and rlmrec_temperature > 0")
+        if not 0.0 < self.rlmrec_mask_ratio < 1.0:
+            raise ValueError("rlmrec_mask_ratio must be in (0, 1)")
+        if self.rlmrec_max_items < 2 or self.semantic_dim < 1:
+            raise ValueError("rlmrec_max_items >= 2 and semantic_dim >= 1 are required")
+
+
+def info_nce(
+    queries: torch.Tensor, keys: torch.Tensor, temperature: float, ids: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean over rows i of ``-log(exp(cos(q_i, k_i) / t) / sum_j exp(cos(q_i, k_j) / t))``: each query's
+    own key is its positive, the other rows' keys its negatives. Rows sharing an id (``ids``) are not
+    negatives of one another. Computed in float32 whatever the autocast precision."""
+    logits = F.normalize(queries.float(), dim=-1) @ F.normalize(keys.float(), dim=-1).T / temperature
+    if ids is not None:
+        same = ids.unsqueeze(1) == ids.unsqueeze(0)
+        same.fill_diagonal_(False)
+        logits = logits.masked_fill(same, float("-inf"))
+    return F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
+
+
+def choose_masked(real: torch.Tensor, ratio: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Boolean mask of exactly ``floor(ratio * n)`` (at least one) of the ``n`` True positions of
+    ``real``, uniformly at random: the authors mask that share of the graph's nodes. Vectorised: the
+    k lowest of uniform scores, with ``real == False`` scored above every real position."""
+    n = int(real.sum())
+    k = min(n, max(1, int(n * ratio)))
+    scores = torch.rand(real.shape, generator=generator).to(real.device)
+    scores = scores.masked_fill(~real, 2.0)  # rand() < 1, so padding is never among the k lowest
+    chosen = torch.zeros(real.numel(), dtype=torch.bool, device=real.device)
+    chosen[scores.flatten().topk(k, largest=False).indices] = True
+    return chosen.view_as(real)
+
+
+def mlp(d_in: int, d_out: int) -> nn.Sequential:
+    """The authors' mapping network: one hidden layer of the mean width, LeakyReLU, Xavier weights."""
+    net = nn.Sequential(
+        nn.Linear(d_in, (d_in + d_out) // 2), nn.LeakyReLU(), nn.Linear((d_in + d_out) // 2, d_out)
+    )
+    for layer in (net[0], net[2]):
+        nn.init.xavier_uniform_(layer.weight)
+        nn.init.zeros_(layer.bias)
+    return net
+
+
+def _table(values: np.ndarray | None, rows: int | None, width: int, name: str) -> torch.Tensor | None:
+    if values is None:
+        return None
+    table = torch.as_tensor(np.asarray(values), dtype=torch.float32)
+    if table.ndim != 2 or table.shape[1] != width or (rows is not None and table.shape[0] != rows):
+        raise ValueError(f"{name} has shape {tuple(table.shape)}, expected ({rows or 'U'}, {width})")
+    return table
+
+
+class RLMRec(SequentialRecommender):
+    config: RLMRecConfig
+    uses_positions = False  # the wrapped backbone has its own
+    needs_semantic = True
+    semantic_neighbours = None
+
+    @classmethod
+    def for_training(
+        cls, config: RLMRecConfig, train: Sequences, artifacts: dict[str, np.ndarray] | None
+    ) -> RLMRec:
+        config = replace(config, semantic_dim=int(artifacts["item_embeddings"].shape[1]))
+        return cls(config, artifacts["item_embeddings"], artifacts["user_embeddings"])
+
+    def __init__(
+        self,
+        config: RLMRecConfig,
+        item_semantic: np.ndarray | None = None,
+        user_semantic: np.ndarray | None = None,
+    ) -> None:
+        from llmesr.models import build_model, model_config  # the registry imports this module
+
+        super().__init__(config)
+        self.item_emb = None  # the backbone's table is the one that is trained
+        settings = {k: v for k, v in config.to_dict().items() if k != "backbone"}
+        self.backbone = build_model(config.backbone, model_config(config.backbone, settings))
+        self.is_bert = config.backbone == "bert4rec"
+        h, d = config.hidden_size, config.semantic_dim
+        if config.rlmrec_variant == "con":
+            self.to_cf = mlp(d, h)  # sigma_down: semantic -> CF space
+        else:
+            self.to_semantic = mlp(h, d)  # sigma_up: CF -> semantic space
+            self.mask_emb = nn.Parameter(torch.zeros(h))
+        # Training-only: not persistent, so checkpoints stay small and inference never reads them.
+        items = _table(item_semantic, config.n_items + 1, d, "item semantic table")
+        self.register_buffer("item_semantic", items, persistent=False)
+        self.register_buffer(
+            "user_semantic", _table(user_semantic, None, d, "user semantic table"), persistent=False
+        )
+
+    # ---- inference is the backbone's --------------------------------------------------------
+    def hidden_states(self, seq: torch.Tensor) -> torch.Tensor:
+        return self.backbone.hidden_states(seq)
+
+    def item_table(self) -> torch.Tensor:
+        return self.backbone.item_table()
+
+    def item_vectors(self, ids: torch.Tensor | None) -> torch.Tensor:
+        return self.backbone.item_vectors(ids)
+
+    def item_bias(self) -> torch.Tensor | None:
+        return self.backbone.item_bias()
+
+    def user_vectors(self, seq: torch.Tensor) -> torch.Tensor:
+        return self.backbone.user_vectors(seq)
+
+    def train_input(self, train: Sequences, rows: np.ndarray) -> torch.Tensor:
+        return self.backbone.train_input(train, rows)
+
+    def eval_input(self, history: Sequences, rows: np.ndarray) -> torch.Tensor:
+        return self.backbone.eval_input(history, rows)
+
+    # ---- training ---------------------------------------------------------------------------
+    def loss(
+        self, batch: torch.Tensor, generator: torch.Generator | None = None, users: np.ndarray | None = None
+    ) -> torch.Tensor:
+        if self.config.rlmrec_weight <= 0:
+            return self.backbone.loss(batch, generator, users=users)
+        rec, align = self.terms(batch, generator, users)
+        return rec + self.config.rlmrec_weight * align
+
+    def terms(
+        self, batch: torch.Tensor, generator: torch.Generator | None = None, users: np.ndarray | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(recommendation loss, alignment loss) of one training batch."""
+        if self.item_semantic is None or (users is not None and self.user_semantic is None):
+            raise RuntimeError("RLMRec needs its semantic tables to train: build it with for_training")
+        if self.config.rlmrec_variant == "con":
+            return self._contrastive(batch, generator, users)
+        return self._generative(batch, generator, users)
+
+    def bert_prefix(self, batch: torch.Tensor) -> torch.Tensor:
+        """BERT4Rec's unmasked training prefix + mask token: ``eval_input`` of the training history
+        (the batch holds its last ``max_len`` items; the mask token takes the last slot)."""
+        token = torch.full_like(batch[:, :1], self.backbone.mask_token)
+        return torch.cat([batch[:, -(self.config.max_len - 1) :], token], dim=1)
+
+    def _user_ids(self, users: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(users), dtype=torch.long, device=self.user_semantic.device)
+
+    def _contrastive(
+        self, batch: torch.Tensor, generator: torch.Generator | None, users: np.ndarray | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg, t = self.config, self.config.rlmrec_temperature
+        user_cf = None
+        if self.is_bert:
+            rec = self.backbone.loss(batch, generator)
+            if users is not None:  # the masked training input hides items: encode the plain prefix
+                user_cf = self.backbone.user_vectors(self.bert_prefix(batch))
+        else:
+            rec, hidden = self.backbone.next_item_loss(batch, generator)
+            user_cf = hidden[:, -1]  # the sequence representation, from the same forward pass
+        ids = torch.unique(batch[batch > 0])  # distinct, so no item is a negative of itself
+        if len(ids) > cfg.rlmrec_max_items:
+            ids = ids[torch.randperm(len(ids), generator=generator)[: cfg.rlmrec_max_items].to(ids.device)]
+        align = info_nce(self.backbone.item_vectors(ids), self.to_cf(self.item_semantic[ids]), t)
+        if users is not None:
+            align = align + info_nce(user_cf, self.to_cf(self.user_semantic[self._user_ids(users)]), t)
+        return rec, align
+
+    def masked_hidden(self, seq: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+        """Backbone outputs of ``seq`` with the ``chosen`` positions' embeddings replaced by the mask
+        embedding (BERT4Rec's output transform applied, so the rows live where items are scored)."""
+        mask = seq > 0
+        vectors = self.backbone.item_emb(seq)
+        vectors = torch.where(chosen.unsqueeze(-1), self.mask_emb.to(vectors.dtype), vectors)
+        hidden = self.backbone.encode(self.backbone.embed(vectors, mask), mask)
+        return self.backbone.head(hidden) if self.is_bert else hidden
+
+    def _generative(
+        self, batch: torch.Tensor, generator: torch.Generator | None, users: np.ndarray | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.config
+        if self.is_bert:
+            rec = self.backbone.loss(batch, generator)
+            seq = self.bert_prefix(batch)
+            chosen = choose_masked(
+                (seq > 0) & (seq != self.backbone.mask_token), cfg.rlmrec_mask_ratio, generator
+            )
+            hidden = self.masked_hidden(seq, chosen)
+        else:
+            # One masked pass serves both losses (the authors' BPR also reads the masked propagation).
+            seq, targets = batch[:, :-1], batch[:, 1:]
+            chosen = choose_masked(seq > 0, cfg.rlmrec_mask_ratio, generator)
+            hidden = self.masked_hidden(seq, chosen)
+            trained = (seq > 0) & (targets > 0)
+            rec = self.backbone.loss_at(
+                hidden[trained], targets[trained], batch, trained.nonzero()[:, 0], generator
+            )
+        align = self.reconstruction(hidden, seq, chosen, users)
+        return rec, align
+
+    def reconstruction(
+        self, hidden: torch.Tensor, seq: torch.Tensor, chosen: torch.Tensor, users: np.ndarray | None
+    ) -> torch.Tensor:
+        """Gen alignment: masked positions rebuild their items' semantic vectors, the last column
+        its user's."""
+        t = self.config.rlmrec_temperature
+        masked = seq[chosen]
+        align = info_nce(self.to_semantic(hidden[chosen]), self.item_semantic[masked], t, ids=masked)
+        if users is not None:
+            user_sem = self.user_semantic[self._user_ids(users)]
+            align = align + info_nce(self.to_semantic(hidden[:, -1]), user_sem, t)
+        return align
