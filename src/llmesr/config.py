@@ -60,8 +60,27 @@ class RunConfig:
     teacher_refresh: int | None = None
     cross_heads: int | None = None
     # CITIES (model: cities); None = the model's default
+    cities_weight: float | None = None
+    cities_context: int | None = None
+    cities_tail_threshold: int | None = None
+    cities_warmup: int | None = None
+    cities_distance: str | None = None
+    cities_samples: int | None = None
+    cities_layers: int | None = None
+    cities_dropout: float | None = None
     # MELT (model: melt); None = the model's default
+    melt_user_weight: float | None = None
+    melt_item_weight: float | None = None
+    melt_tail_user_threshold: int | None = None
+    melt_tail_item_threshold: int | None = None
+    melt_curriculum_epochs: int | None = None
+    melt_warmup_epochs: int | None = None
     # RLMRec (model: rlmrec); None = the model's default
+    rlmrec_variant: str | None = None
+    rlmrec_weight: float | None = None
+    rlmrec_temperature: float | None = None
+    rlmrec_mask_ratio: float | None = None
+    rlmrec_max_items: int | None = None
     # training  (every field above this line and below "# model" is a model setting)
     epochs: int = 200
     batch_size: int = 128

@@ -188,7 +188,7 @@ class TestBERT4Rec(ModelContract):
 
 
 def test_registry_lists_the_backbones_and_the_methods():
-    assert set(MODELS) == {"sasrec", "bert4rec", "gru4rec", "llmesr", "llminit"}
+    assert set(MODELS) == {"sasrec", "bert4rec", "gru4rec", "llmesr", "llminit", "cities", "rlmrec", "melt"}
 
 
 def test_unknown_loss_is_rejected():

@@ -6,9 +6,12 @@ from typing import Any
 
 from llmesr.models.base import BackboneConfig, SequentialRecommender
 from llmesr.models.bert4rec import BERT4Rec, BERT4RecConfig
+from llmesr.models.cities import CITIES, CITIESConfig
 from llmesr.models.gru4rec import GRU4Rec, GRU4RecConfig
 from llmesr.models.llmesr import LLMESR, LLMESRConfig
 from llmesr.models.llminit import LLMInit, LLMInitConfig
+from llmesr.models.melt import MELT, MELTConfig
+from llmesr.models.rlmrec import RLMRec, RLMRecConfig
 from llmesr.models.sasrec import SASRec, SASRecConfig
 
 MODELS: dict[str, tuple[type[SequentialRecommender], type[BackboneConfig]]] = {
@@ -17,6 +20,9 @@ MODELS: dict[str, tuple[type[SequentialRecommender], type[BackboneConfig]]] = {
     "gru4rec": (GRU4Rec, GRU4RecConfig),
     "llmesr": (LLMESR, LLMESRConfig),
     "llminit": (LLMInit, LLMInitConfig),
+    "melt": (MELT, MELTConfig),
+    "rlmrec": (RLMRec, RLMRecConfig),
+    "cities": (CITIES, CITIESConfig),
 }
 
 
@@ -45,6 +51,12 @@ __all__ = [
     "LLMESRConfig",
     "LLMInit",
     "LLMInitConfig",
+    "MELT",
+    "MELTConfig",
+    "RLMRec",
+    "RLMRecConfig",
+    "CITIES",
+    "CITIESConfig",
     "model_config",
     "build_model",
 ]
