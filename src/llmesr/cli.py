@@ -1,4 +1,4 @@
-"""The ``llmesr`` command: train, embed, evaluate, recommend, compare, export, serve.
+"""The ``llmesr`` command: train, embed, evaluate, recommend, compare, report, export, serve.
 
 Every user-facing error (bad data, bad config, wrong checkpoint) is one line on stderr and exit
 code 2; nothing is written for a run whose inputs are rejected.
@@ -114,6 +114,22 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("pareto", "beauty_paper"),
         help="head/tail rule for the table (default: the one each run was trained with)",
     )
+
+    p = sub.add_parser(
+        "report",
+        help="the paper's tables and figures from a folder of runs: report.md, report.html, PNGs",
+        description="Table 1 per backbone and protocol, ablations, α/N sensitivity, NDCG@10 by user "
+        "length and item popularity, t-SNE of item embeddings (see llmesr.report).",
+    )
+    p.add_argument("runs_dir", type=Path, help="folder with run folders (e.g. an experiment grid's out)")
+    p.add_argument("--out", type=Path, help="report folder (default: RUNS_DIR/report)")
+    p.add_argument("--split", choices=("valid", "test"), default="test")
+    p.add_argument(
+        "--groups",
+        choices=("pareto", "beauty_paper"),
+        help="head/tail rule (default: the one each run was trained with)",
+    )
+    p.add_argument("--baseline-free", action="store_true", help="report the LLM-ESR runs alone")
     return parser
 
 
@@ -294,6 +310,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from llmesr.report import build_report
+
+    out = build_report(args.runs_dir, args.out, args.split, args.groups, args.baseline_free)
+    print(f"wrote {out}/report.md, report.html and the figures")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {
@@ -302,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate": cmd_evaluate,
         "recommend": cmd_recommend,
         "compare": cmd_compare,
+        "report": cmd_report,
         "export": cmd_export,
         "serve": cmd_serve,
         "experiment": cmd_experiment,
