@@ -278,8 +278,10 @@ def parse_methods(specs: list[str]) -> dict[str, list[Path]]:
         if label in methods:
             raise ConfigError(f"method label {label!r} given twice")
         for path in paths:
-            if not (path / "best.pt").exists():
-                raise ConfigError(f"{path} is not a finished run folder (no best.pt)")
+            # ranks.npz is all a comparison reads (best.pt only to recompute it for older runs),
+            # so runs copied without their weights still compare.
+            if not (path / "ranks.npz").exists() and not (path / "best.pt").exists():
+                raise ConfigError(f"{path} is not a finished run folder (no ranks.npz or best.pt)")
         methods[label] = paths
     return methods
 

@@ -299,6 +299,8 @@ def item_vectors(run: Path) -> np.ndarray:
     ``item_table.npy`` was written get it from their best checkpoint (not written back)."""
     if (run / "item_table.npy").exists():
         table = np.load(run / "item_table.npy")
+    elif not (run / "best.pt").exists():  # e.g. results copied without their weights
+        raise DataUnavailable(f"{run} has neither item_table.npy nor best.pt")
     else:
         import torch
 
