@@ -136,3 +136,40 @@ def test_bad_batch_file_and_broken_bundle(bundle_dir, tmp_path, capsys):
         Bundle(broken)
     assert main(["recommend", str(broken), "--history", "1"]) == 2
     assert "incomplete bundle" in capsys.readouterr().err
+
+
+def test_id_start_map_reproduces_the_pca_start_and_drives_cold_start_rows(bundles):
+    import torch.nn.functional as F
+
+    from llmesr.cli import load_run_config
+    from llmesr.training import prepare_data, semantic_artifacts
+
+    folder = bundles / "llmesr_bundle"
+    assert not (bundles / "sasrec_bundle" / "id_start_map.npy").exists()  # no semantic view, no map
+    bundle = Bundle(folder, cold_start_neighbours=3)
+    cfg = load_run_config(bundles / "llmesr")
+    start = semantic_artifacts(cfg, prepare_data(cfg), bundle.model.config.hidden_size, 0)["item_pca"]
+    trained = bundle.model.semantic[1 : bundle.trained_items + 1]
+    mapped = trained @ bundle._start_map[:-1] + bundle._start_map[-1]
+    np.testing.assert_allclose(mapped.numpy(), start[1:], atol=1e-5)
+
+    internal = bundle.add_item("new-x", "item 9 deluxe", "Brand0")
+    e = torch.from_numpy(bundle.encoder().encode([bundle_text(bundle, "new-x")])).float()
+    near = torch.topk(F.normalize(trained, dim=1) @ F.normalize(e, dim=1)[0], 3).indices + 1
+    h = bundle.model.config.hidden_size
+    drift = bundle.table[near, :h] - torch.from_numpy(start[near.numpy()])
+    expected = e @ bundle._start_map[:-1] + bundle._start_map[-1] + drift.mean(0)
+    torch.testing.assert_close(bundle.table[internal, :h], expected[0], rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(bundle.table[internal, :h], bundle.table[near, :h].mean(0))
+
+
+def bundle_text(bundle: Bundle, item_id: str) -> str:
+    """The prompt the bundle embedded for a cold-start item (same template as at training)."""
+    from llmesr.semantic.prompts import item_prompts
+
+    row = bundle.items[bundle.items.item_id == item_id].iloc[0]
+    enc = bundle.meta["encoder"]
+    fields = pd.DataFrame({"title": ["", row.title], "brand": ["", "Brand0"], "categories": ["", ""]})
+    return item_prompts(
+        fields, np.array(["", item_id], dtype=object), enc["item_template"], enc["prompt_domain"]
+    ).texts[0]
