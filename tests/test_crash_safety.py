@@ -45,6 +45,25 @@ def check_files_whole(run) -> None:
             json.loads(line)
 
 
+def logged_epochs(run) -> int:
+    log = run / "log.jsonl"
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def wait_for_progress(proc: subprocess.Popen, run, epochs: int, delay: float) -> bool:
+    """Wait until ``run`` has logged ``epochs`` epochs, then ``delay`` seconds more; False when the
+    process ends first."""
+    while logged_epochs(run) < epochs:
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.02)
+    try:
+        proc.wait(timeout=delay)
+        return False
+    except subprocess.TimeoutExpired:
+        return True
+
+
 def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_path):
     data = write_sequences_dir(tmp_path / "data", patterned_rows(300, 40, seed=3))
     env = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -55,14 +74,18 @@ def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_
 
     run = tmp_path / "killed"
     rng = np.random.default_rng(0)
+    epoch_seconds = duration / 12
     kills = 0
     for _ in range(30):
+        # Kill moments follow the run's own progress (a random number of further epochs, then a
+        # random part of an epoch), not wall-clock guesses that a loaded machine would outrun.
+        done_before = logged_epochs(run)
+        target = done_before + int(rng.integers(0, 3))
+        delay = float(rng.uniform(0.0, 1.0)) * epoch_seconds
         proc = subprocess.Popen(
             train_command(data, run), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        try:
-            proc.wait(timeout=float(rng.uniform(0.3, 1.0)) * duration)
-        except subprocess.TimeoutExpired:
+        if wait_for_progress(proc, run, target, delay):
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             kills += 1

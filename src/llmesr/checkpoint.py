@@ -47,11 +47,12 @@ def load_checkpoint(path: Path, *, fingerprint: str | None = None) -> dict[str, 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing to a user
-        raise CheckpointError(
-            f"{path}: not a readable llmesr checkpoint ({type(err).__name__}: {err})"
-        ) from None
+        raise CheckpointError(f"{path}: not a readable llmesr checkpoint ({first_line(err)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an llmesr checkpoint (format {FORMAT!r} expected)")
+    for key, kind in (("model", str), ("model_config", dict), ("state_dict", dict), ("dataset", dict)):
+        if not isinstance(ckpt.get(key), kind):
+            raise CheckpointError(f"{path}: damaged checkpoint ({key!r} missing or not a {kind.__name__})")
     if fingerprint is not None and ckpt["dataset"].get("fingerprint") != fingerprint:
         raise CheckpointError(
             f"{path} was trained on dataset {ckpt['dataset'].get('name')!r} "
@@ -59,3 +60,23 @@ def load_checkpoint(path: Path, *, fingerprint: str | None = None) -> dict[str, 
             f"(fingerprint {fingerprint}); ids would not line up"
         )
     return ckpt
+
+
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """``Type: first line of the message``, shortened: library errors (unpickling, ``load_state_dict``)
+    often run over many lines."""
+    lines = str(err).strip().splitlines()
+    text = lines[0].strip() if lines else ""
+    text = text if len(text) <= limit else text[:limit] + "..."
+    return f"{type(err).__name__}: {text}".rstrip(": ")
+
+
+def load_weights(model: torch.nn.Module, state_dict: dict, path: Path) -> None:
+    """``model.load_state_dict`` whose failure is a :class:`CheckpointError` naming the file and the
+    first offending keys on one line (PyTorch lists every key, one per line)."""
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as err:
+        detail = " ".join(str(err).split())
+        detail = detail if len(detail) <= 300 else detail[:300] + "..."
+        raise CheckpointError(f"{path}: weights do not fit the model it describes ({detail})") from None

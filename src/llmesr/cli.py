@@ -11,19 +11,21 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from llmesr.checkpoint import CheckpointError
-from llmesr.config import ConfigError, RunConfig, apply_overrides, parse_set, resolve_config
+from llmesr.config import ConfigError, RunConfig, apply_overrides, parse_set, read_yaml, resolve_config
 from llmesr.data.formats import DataFormatError
 from llmesr.evaluation import format_table, top_k
 from llmesr.io import atomic_write_json, atomic_write_text
 from llmesr.semantic.encoders import EncoderError
 from llmesr.serving.bundle import BundleError
 
+# Errors that mean "bad input", raised on purpose with a message naming the file, line or key.
+# Anything else (a KeyError, TypeError, ...) is a bug and keeps its traceback and exit code 1.
 USER_ERRORS = (
     DataFormatError,
     ConfigError,
@@ -31,8 +33,30 @@ USER_ERRORS = (
     EncoderError,
     BundleError,
     FileNotFoundError,
-    KeyError,
 )
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors (a bad flag or flag value) on one line with exit code 2, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def check_out(path: Path | None, folder: bool, flag: str = "--out") -> None:
+    """Refuse an output path that cannot be written before any work is done: a file where a folder
+    is wanted or the reverse, or a file in the way of the folders leading to it."""
+    if path is None:
+        return
+    if folder and path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {path} is a file; give a folder")
+    if not folder and path.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder; give a file name")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{flag} {path}: {parent} is a file, not a folder")
+            return
 
 
 def _set_arg(p: argparse.ArgumentParser, help: str) -> None:
@@ -45,7 +69,7 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmesr", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="llmesr", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model into a run folder (rerun to resume)")
@@ -137,7 +161,7 @@ def load_run_config(run: Path, overrides: list[str] = ()) -> RunConfig:
     path = Path(run) / "config.yaml"
     if not path.exists():
         raise ConfigError(f"{run} is not a run folder (no config.yaml)")
-    values = yaml.safe_load(path.read_text())
+    values = read_yaml(path, "run config", allow_empty=False)
     return apply_overrides(
         apply_overrides(RunConfig(), values, str(path)), parse_set(list(overrides)), "--set"
     )
@@ -149,6 +173,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = resolve_config(
         args.config, args.overrides, data=args.data, model=args.model, epochs=args.epochs, seed=args.seed
     )
+    check_out(args.out, folder=True)
     data = prepare_data(cfg)  # fails before anything is written if the data is bad
     trainer = Trainer(cfg, data, args.out)
     metrics = trainer.fit()
@@ -167,6 +192,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from llmesr.training import prepare_data
 
     cfg = resolve_config(args.config, args.overrides, data=args.data)
+    check_out(args.out, folder=True)
     data = prepare_data(cfg)
     t0 = time.perf_counter()
     out, manifest = embed_for_config(cfg, data.dataset, data.split, args.out)
@@ -183,6 +209,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from llmesr.training import evaluate_splits, model_from_checkpoint, prepare_data
 
     cfg = load_run_config(args.run, args.overrides)
+    check_out(args.out, folder=False)
     data = prepare_data(cfg)
     model = model_from_checkpoint(args.run / "best.pt", data.dataset.fingerprint())
     metrics = {
@@ -212,6 +239,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if not (args.run / "best.pt").exists():
         raise ConfigError(f"{args.run} is not a finished run folder (no best.pt)")
+    check_out(args.out, folder=True)
+    if args.out.is_dir() and any(args.out.iterdir()) and not (args.out / "bundle.json").exists():
+        raise ConfigError(f"--out {args.out} holds other files and no bundle.json; give a new folder")
     out = export_bundle(args.run, args.out)
     print(f"bundle written to {out}")
     return 0
@@ -223,9 +253,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from llmesr.serving import Bundle
     from llmesr.serving.api import create_app
 
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be in 0..65535, got {args.port}")
     bundles = {}
     for spec in args.bundles:
         name, _, path = spec.rpartition("=")
+        if not path:
+            raise ConfigError(f"bundle {spec!r} names no folder (use NAME=PATH or PATH)")
         name = name or Path(path).name
         if name in bundles:
             raise ConfigError(f"bundle name {name!r} given twice (use NAME=PATH)")
@@ -239,6 +273,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise ConfigError("--k must be at least 1")
+    check_out(args.out, folder=False)
     if (args.run / "bundle.json").exists():
         from llmesr.serving.batch import recommend_from_bundle
 
@@ -274,6 +309,8 @@ def parse_methods(specs: list[str]) -> dict[str, list[Path]]:
     for spec in specs:
         label, _, runs = spec.rpartition("=")
         paths = [Path(r) for r in runs.split(",") if r]
+        if not paths:
+            raise ConfigError(f"method {spec!r} names no run folder (use LABEL=RUN[,RUN...])")
         label = label or paths[0].name
         if label in methods:
             raise ConfigError(f"method label {label!r} given twice")
@@ -289,6 +326,7 @@ def parse_methods(specs: list[str]) -> dict[str, list[Path]]:
 def cmd_compare(args: argparse.Namespace) -> int:
     from llmesr.experiments import RunRanks, bar_chart, compare, markdown_table
 
+    check_out(args.out, folder=True)
     methods = {
         label: [RunRanks.load(run, args.split, args.groups) for run in runs]
         for label, runs in parse_methods(args.methods).items()
@@ -315,6 +353,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from llmesr.report import build_report
 
+    check_out(args.out, folder=True)
     out = build_report(args.runs_dir, args.out, args.split, args.groups, args.baseline_free)
     print(f"wrote {out}/report.md, report.html and the figures")
     return 0
@@ -336,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except USER_ERRORS as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        # One line whatever the message holds (library messages may quote input over several lines).
+        message = " ".join(str(err).split())
         print(f"llmesr {args.command}: error: {message}", file=sys.stderr)
         return 2
 

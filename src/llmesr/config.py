@@ -7,7 +7,11 @@ to ``None``, meaning "the model's own default" (BERT4Rec and SASRec differ, for 
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
+import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -146,6 +150,34 @@ MODEL_KEYS = tuple(_NAMES[_NAMES.index("max_len") : _NAMES.index("epochs")])
 _TYPES: dict[str, Any] = {f.name: f.type for f in fields(RunConfig)}
 
 
+def _at_least(low: int) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v >= low), f">= {low}"
+
+
+# Value ranges of the data, training, evaluation and semantic keys (model keys are checked by each
+# model's config class): a bad value fails while the config is read, naming the key, instead of
+# as a crash mid-training with a half-written run folder.
+_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "kcore": _at_least(0),
+    "split": (lambda v: v in ("leave_one_out", "global_time"), "'leave_one_out' or 'global_time'"),
+    "epochs": _at_least(1),
+    "batch_size": _at_least(1),
+    "lr": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    "weight_decay": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
+    "adam_beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "patience": _at_least(1),
+    "eval_every": _at_least(1),
+    "threads": _at_least(1),
+    "ks": (lambda v: len(v) > 0 and min(v) >= 1, "a non-empty list of integers >= 1"),
+    "sampled_negatives": _at_least(0),
+    "eval_batch_size": _at_least(1),
+    "encoder_batch_size": _at_least(1),
+    "user_max_items": _at_least(1),
+    "similar_k": _at_least(1),
+    "embed_batch_size": _at_least(1),
+}
+
+
 def _coerce(key: str, value: Any) -> Any:
     """Check ``value`` against the field's annotated type (ints accepted where floats are)."""
     kind = _TYPES[key]
@@ -165,6 +197,9 @@ def _coerce(key: str, value: Any) -> Any:
     }[base]
     if not ok:
         raise ConfigError(f"config key {key!r} expects {base}, got {value!r}")
+    check, allowed = _RANGES.get(key, (None, ""))
+    if check is not None and not check(value):
+        raise ConfigError(f"config key {key!r} must be {allowed}, got {value!r}")
     return float(value) if base == "float" else value
 
 
@@ -174,7 +209,11 @@ def apply_overrides(config: RunConfig, values: dict[str, Any], source: str) -> R
         raise ConfigError(
             f"{source}: unknown config key {unknown[0]!r} (known keys: {', '.join(sorted(_TYPES))})"
         )
-    return dataclasses.replace(config, **{k: _coerce(k, v) for k, v in values.items()})
+    try:
+        coerced = {k: _coerce(k, v) for k, v in values.items()}
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    return dataclasses.replace(config, **coerced)
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -187,20 +226,106 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         try:
             out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as err:
-            raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {err}") from None
+            raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {_yaml_problem(err)[1]}") from None
     return out
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
+    return read_yaml(path, "config file")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``SafeLoader`` that refuses a key given twice in one mapping: PyYAML would silently keep the
+    last one, so ``loss: ce`` followed later by ``loss: bce`` would train with BCE unnoticed."""
+
+
+def _construct_unique_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *anchor" entries may be overridden
+            continue
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            first = seen.setdefault(key, key_node.start_mark.line + 1)
+        except TypeError:  # an unhashable key: construct_mapping reports it
+            continue
+        if first != key_node.start_mark.line + 1:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first on line {first})", key_node.start_mark
+            )
+    return loader.construct_mapping(node, deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def _yaml_problem(err: yaml.YAMLError) -> tuple[int | None, str]:
+    """(1-based line or None, the problem on one line) of a PyYAML error, whose text spans several
+    lines with a quote of the input."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err)
+    text = " ".join(str(problem).split())
+    if mark is None:
+        return None, text
+    return mark.line + 1, f"{text} (column {mark.column + 1})"
+
+
+def read_text_file(path: Path, what: str) -> str:
+    """A UTF-8 text file's content; a missing, unreadable or wrongly encoded file is a one-line
+    :class:`ConfigError` naming it (and the line of the first undecodable byte)."""
+    path = Path(path)
     try:
-        values = yaml.safe_load(Path(path).read_text()) or {}
+        data = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+        raise ConfigError(f"{what} not found: {path}") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the {what}: {err.strerror or err}") from None
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ConfigError(
+            f"{path}:{line}: not valid UTF-8 (byte 0x{data[err.start]:02x}); the {what} must be UTF-8 text"
+        ) from None
+
+
+def read_yaml(path: Path, what: str = "config file", allow_empty: bool = True) -> dict[str, Any]:
+    """The top-level mapping of a YAML file. Every problem (missing, not UTF-8, invalid YAML, a key
+    given twice, not a mapping, empty unless ``allow_empty``) is a one-line :class:`ConfigError`
+    naming the file and, where there is one, the line."""
+    text = read_text_file(path, what)
+    try:
+        values = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+        line, problem = _yaml_problem(err)
+        raise ConfigError(f"{path}{f':{line}' if line else ''}: invalid YAML: {problem}") from None
+    if values is None:
+        if allow_empty:
+            return {}
+        raise ConfigError(f"{path}: the {what} is empty")
     if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a mapping of key: value at the top level")
+        raise ConfigError(
+            f"{path}: expected a mapping of key: value at the top level, got a {type(values).__name__}"
+        )
     return values
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """The JSON object in ``path``; a missing, truncated or otherwise damaged file is a one-line
+    :class:`ConfigError` naming it (and the line where parsing stopped)."""
+    text = read_text_file(path, what)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(
+            f"{path}:{err.lineno}: invalid JSON: {err.msg} (column {err.colno}); the {what} is damaged"
+        ) from None
+    if not isinstance(value, dict):
+        kind = type(value).__name__
+        raise ConfigError(f"{path}: expected a JSON object, got {kind}; the {what} is damaged")
+    return value
 
 
 def resolve_config(config_files: list[Path] = (), overrides: list[str] = (), **explicit: Any) -> RunConfig:

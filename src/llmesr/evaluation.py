@@ -63,7 +63,9 @@ def sampled_negatives(
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
-    """Where the model's weights live (CPU for a model without any)."""
+    """Where the model's weights live (CPU for a model without any, or one that is not a Module)."""
+    if not isinstance(model, torch.nn.Module):
+        return torch.device("cpu")
     first = next(iter(model.parameters()), None)
     if first is None:
         first = next(iter(model.buffers()), None)

@@ -11,14 +11,15 @@ baseline), overall and inside every head/tail group.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from llmesr.config import ConfigError
+from llmesr.checkpoint import first_line
+from llmesr.config import ConfigError, read_yaml
 from llmesr.data.groups import named_groups
 from llmesr.io import atomic_save_npz, atomic_write_png
 
@@ -44,15 +45,36 @@ class RunRanks:
         path = run / "ranks.npz"
         if not path.exists():
             compute_ranks(run)
-        with np.load(path) as z:
-            ranks = {p: z[f"{split}_{p}"] for p in PROTOCOLS if f"{split}_{p}" in z}
-            tail_user, tail_item = z[f"{split}_tail_user"], z[f"{split}_tail_item"]
-            users = z[f"{split}_users"]
+        users, ranks, tail_user, tail_item = _read_ranks(path, split)
         if groups is not None:
             tail_user, tail_item = regroup(run, split, groups)
         members = {"overall": np.ones(len(users), dtype=bool), **named_groups(tail_user, tail_item)}
-        cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else {}
+        cfg = read_yaml(run / "config.yaml", "run config") if (run / "config.yaml").exists() else {}
         return cls(run, users, ranks, members, cfg.get("seed"))
+
+
+def _read_ranks(path: Path, split: str) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """(users, ranks per protocol, tail-user and tail-item flags) of one split from ``ranks.npz``,
+    refused with a one-line ConfigError naming the file when it is damaged or inconsistent."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names = [f"{split}_users", f"{split}_tail_user", f"{split}_tail_item"]
+            missing = [n for n in names if n not in z.files]
+            if missing:
+                raise ConfigError(f"{path}: damaged ranks file (no {', '.join(missing)})")
+            users, tail_user, tail_item = (z[n] for n in names)
+            ranks = {p: z[f"{split}_{p}"] for p in PROTOCOLS if f"{split}_{p}" in z.files}
+    except ConfigError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise ConfigError(f"{path}: unreadable ranks file ({first_line(err)})") from None
+    for name, a in {"users": users, "tail_user": tail_user, "tail_item": tail_item, **ranks}.items():
+        if a.ndim != 1 or len(a) != len(users) or a.dtype.kind not in "iub":
+            raise ConfigError(
+                f"{path}: {split}_{name} has shape {a.shape} and dtype {a.dtype}, expected "
+                f"{len(users)} integers (one per evaluated user)"
+            )
+    return users, ranks, tail_user, tail_item
 
 
 def regroup(run: Path, split: str, groups: str) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,6 @@ typo in the grid fails at once, naming the key.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from llmesr.config import ConfigError, resolve_config
+from llmesr.config import ConfigError, RunConfig, apply_overrides, read_json, read_yaml, resolve_config
 from llmesr.experiments import GROUPS, PROTOCOLS
 from llmesr.io import atomic_write_parquet, atomic_write_text
 
@@ -49,20 +48,36 @@ def load_grid(path: Path) -> tuple[list[GridRun], Path]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such grid file: {path}")
-    spec = yaml.safe_load(path.read_text()) or {}
+    # An empty (e.g. truncated) file would otherwise launch one run with every default setting.
+    spec = read_yaml(path, "grid file", allow_empty=False)
     unknown = set(spec) - {"configs", "set", "grid", "out"}
     if unknown:
-        raise ConfigError(f"{path}: unknown grid key(s) {', '.join(sorted(unknown))}")
+        raise ConfigError(f"{path}: unknown grid key(s) {', '.join(sorted(map(str, unknown)))}")
     grid = spec.get("grid") or {}
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
         raise ConfigError(f"{path}: 'grid' must map each key to a non-empty list of values")
+    fixed = spec.get("set") or {}
+    if not isinstance(fixed, dict):
+        raise ConfigError(f"{path}: 'set' must map config keys to values")
+    config_list = spec.get("configs") or []
+    if not (isinstance(config_list, list) and all(isinstance(c, str) for c in config_list)):
+        raise ConfigError(f"{path}: 'configs' must be a list of YAML file names")
+    if not isinstance(spec.get("out") or "", str):
+        raise ConfigError(f"{path}: 'out' must be a folder name")
+    # Checked here so that the error names the grid file and its section, not a --set option.
+    apply_overrides(RunConfig(), fixed, f"{path}: set")
+    for key, values in grid.items():
+        for value in values:
+            apply_overrides(RunConfig(), {key: value}, f"{path}: grid")
+        texts = [_text(v) for v in values]
+        if len(set(texts)) < len(texts):  # two runs would train into one folder
+            raise ConfigError(f"{path}: grid key {key!r} lists a value twice: {values}")
     configs = []
-    for c in spec.get("configs") or []:  # relative to the working directory, else to the grid file
+    for c in config_list:  # relative to the working directory, else to the grid file
         found = next((p for p in (Path(c), path.parent / c) if p.exists()), None)
         if found is None:
             raise ConfigError(f"{path}: config file {c} not found")
         configs.append(found)
-    fixed = spec.get("set") or {}
     out = Path(spec.get("out") or path.with_suffix(""))
     runs = []
     keys = list(grid)
@@ -111,7 +126,7 @@ def collect(runs: list[GridRun], out: Path) -> pd.DataFrame:
         path = run.folder / "metrics.json"
         if not path.exists():
             continue
-        metrics = json.loads(path.read_text())
+        metrics = read_json(path, "metrics file")
         for split in ("valid", "test"):
             for protocol in PROTOCOLS:
                 result = metrics[split].get(protocol)

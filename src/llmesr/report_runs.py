@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from llmesr.config import ConfigError
+from llmesr.config import ConfigError, read_json, read_yaml
 from llmesr.data.groups import groups_from_preset, named_groups
 from llmesr.experiments import RunRanks
 from llmesr.report_plots import value_text
@@ -127,8 +126,9 @@ def find_runs(root: Path) -> list[Path]:
 def _fingerprint(run: Path) -> str | None:
     for name in ("dataset.json", "metrics.json"):
         if (run / name).exists():
-            info = json.loads((run / name).read_text())
-            return (info.get("dataset", info) or {}).get("fingerprint")
+            info = read_json(run / name, "run file")
+            dataset = info.get("dataset", info)
+            return dataset.get("fingerprint") if isinstance(dataset, dict) else None
     return None
 
 
@@ -168,7 +168,9 @@ def load_methods(
     info: dict[tuple, tuple[str, str, dict]] = {}
     first: tuple[Path, str | None, np.ndarray, dict] | None = None
     for path in paths:
-        model, backbone, settings = normalise(yaml.safe_load((path / "config.yaml").read_text()))
+        read_json(path / "metrics.json", "metrics file")  # the finished-run marker: refused if damaged
+        values = read_yaml(path / "config.yaml", "run config", allow_empty=False)
+        model, backbone, settings = normalise(values)
         if baseline_free and model != OURS:
             continue
         ranks = RunRanks.load(path, split)

@@ -18,7 +18,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from llmesr.accel import autocast, check_precision, compile_encoders, grad_scaler, resolve_device
-from llmesr.checkpoint import load_checkpoint, save_checkpoint
+from llmesr.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from llmesr.config import ConfigError, RunConfig
 from llmesr.data.batching import epoch_batches
 from llmesr.data.dataset import SequenceDataset, load_dataset, resolve_data_path
@@ -77,13 +77,18 @@ def create_model(cfg: RunConfig, data: RunData) -> SequentialRecommender:
     values = {"n_items": data.dataset.n_items, **cfg.model_settings()}
     try:
         mcfg = model_config(cfg.model, values)
-        cls = MODELS[cfg.model][0]
-        art = None
-        if cls.needs_semantic:
-            neighbours = getattr(mcfg, cls.semantic_neighbours) if cls.semantic_neighbours else 0
-            art = semantic_artifacts(cfg, data, mcfg.hidden_size, neighbours=neighbours)
+    except (TypeError, ValueError) as err:  # the model config's own checks of its settings
+        raise ConfigError(f"model {cfg.model!r}: {err}") from None
+    cls = MODELS[cfg.model][0]
+    art = None
+    if cls.needs_semantic:
+        neighbours = getattr(mcfg, cls.semantic_neighbours) if cls.semantic_neighbours else 0
+        art = semantic_artifacts(cfg, data, mcfg.hidden_size, neighbours=neighbours)  # ConfigError
+    try:
         return cls.for_training(mcfg, data.split.train, art)
-    except (TypeError, ValueError) as err:
+    except ConfigError:
+        raise
+    except ValueError as err:  # models refuse inputs that do not fit them (table shapes) this way
         raise ConfigError(f"model {cfg.model!r}: {err}") from None
 
 
@@ -110,10 +115,18 @@ def semantic_artifacts(cfg: RunConfig, data: RunData, width: int, neighbours: in
 
 def model_from_checkpoint(path: Path, fingerprint: str | None = None) -> SequentialRecommender:
     ckpt = load_checkpoint(path, fingerprint=fingerprint)
-    model = build_model(ckpt["model"], model_config(ckpt["model"], ckpt["model_config"]))
-    model.load_state_dict(ckpt["state_dict"])
+    model = build_model(ckpt["model"], checkpoint_model_config(path, ckpt))
+    load_weights(model, ckpt["state_dict"], path)
     model.eval()
     return model
+
+
+def checkpoint_model_config(path: Path, ckpt: dict):
+    """The model config a checkpoint records, refused (naming the file) when no model accepts it."""
+    try:
+        return model_config(ckpt["model"], ckpt["model_config"])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: holds an unusable model configuration ({err})") from None
 
 
 def evaluate_model(model: SequentialRecommender, data: RunData, cfg: RunConfig, name: str) -> dict:
@@ -169,6 +182,12 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         if cfg.loss_weighting not in ("batch", "position"):
             raise ConfigError(f"loss_weighting must be 'batch' or 'position', got {cfg.loss_weighting!r}")
+        computed = {f"{m}@{k}" for m in ("HR", "NDCG", "MRR") for k in cfg.ks}
+        if cfg.select_metric not in computed:
+            raise ConfigError(
+                f"select_metric {cfg.select_metric!r} is not computed: choose one of "
+                f"{', '.join(sorted(computed))} (HR, NDCG or MRR at one of ks={cfg.ks})"
+            )
         try:
             self.device = resolve_device(cfg.device)
             check_precision(cfg.precision, self.device)
@@ -188,7 +207,12 @@ class Trainer:
         train = data.split.train
         self.train_rows = np.flatnonzero(train.lengths >= 2)  # one input and one target at least
         if len(self.train_rows) == 0:
-            raise ConfigError("no user has two training interactions: nothing to train on")
+            raise ConfigError(f"{cfg.data}: no user has two training interactions: nothing to train on")
+        if len(data.split.valid) == 0:
+            raise ConfigError(
+                f"{cfg.data}: no user has a validation target under the {cfg.split} split "
+                "(leave_one_out needs users with 3 interactions or more): nothing to select the model on"
+            )
         self.epoch, self.best_score, self.best_epoch, self.bad_evals = 0, -1.0, 0, 0
 
     # ---- files ------------------------------------------------------------------------------
@@ -221,13 +245,19 @@ class Trainer:
             return False
         ckpt = load_checkpoint(last, fingerprint=self.data.dataset.fingerprint())
         # Compare through the config class so that keys added later with defaults still match.
-        stored = (
-            ckpt["model"] == self.cfg.model and model_config(ckpt["model"], ckpt["model_config"]).to_dict()
-        )
+        stored = ckpt["model"] == self.cfg.model and checkpoint_model_config(last, ckpt).to_dict()
         if stored != self.model.config.to_dict():
             raise ConfigError(f"{last} holds a different model configuration; use a new --out folder")
-        self.model.load_state_dict(ckpt["state_dict"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        progress_keys = ("epoch", "best_score", "best_epoch", "bad_evals")
+        if not isinstance(ckpt.get("optimizer"), dict) or not (
+            isinstance(ckpt.get("progress"), dict) and all(k in ckpt["progress"] for k in progress_keys)
+        ):
+            raise CheckpointError(f"{last}: not a resumable checkpoint (no optimizer state or progress)")
+        load_weights(self.model, ckpt["state_dict"], last)
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError) as err:
+            raise CheckpointError(f"{last}: its optimizer state does not fit the model ({err})") from None
         p = ckpt["progress"]
         self.epoch, self.best_score, self.best_epoch, self.bad_evals = (
             p["epoch"],
@@ -241,11 +271,14 @@ class Trainer:
         if not self.dist.is_main:
             self._resume()
             return
+        # Resume (which checks last.pt against this dataset and model) before writing anything: a
+        # refused rerun must leave the run folder as it was.
+        resumed = self._resume()
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.out / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
         atomic_write_json(self.out / "dataset.json", self.data.dataset_info())
         log = self.out / "log.jsonl"
-        if not self._resume():
+        if not resumed:
             log.unlink(missing_ok=True)
         elif log.exists():
             # A kill between the log line and last.pt leaves a line for an epoch that will be

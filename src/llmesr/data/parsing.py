@@ -63,12 +63,21 @@ def read_text(path: Path) -> str:
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise DataFormatError(
             f"{path}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x}); re-encode the file as UTF-8"
         ) from None
+    # NUL never occurs in text; it does in UTF-16 without a BOM (which decodes as "valid" UTF-8
+    # with a NUL after every ASCII character) and in binary files given by mistake.
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        raise DataFormatError(
+            f"{path}:{line}: contains a NUL byte: a binary or UTF-16 file? re-encode the file as UTF-8"
+        )
+    return text
 
 
 def ids_to_str(values: pd.Series, what: str, locate: Callable[[int], str]) -> np.ndarray:

@@ -49,6 +49,10 @@ class BackboneConfig:
             raise ValueError(f"positions must be 'from_start' or 'from_end', got {self.positions!r}")
         if self.max_len < 2 or self.hidden_size < 1 or self.n_items < 1:
             raise ValueError("max_len >= 2, hidden_size >= 1 and n_items >= 1 are required")
+        for name in ("dropout", "attn_dropout"):  # attn_dropout: on the transformer configs only
+            p = getattr(self, name, 0.0)
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {p}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> BackboneConfig:

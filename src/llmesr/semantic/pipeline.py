@@ -20,16 +20,18 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from llmesr.config import ConfigError, read_json
 from llmesr.data.dataset import SequenceDataset
 from llmesr.data.split import Split
 from llmesr.io import atomic_save_npy, atomic_write_json
 from llmesr.semantic.cache import embed_texts
-from llmesr.semantic.encoders import TextEncoder, load_precomputed
+from llmesr.semantic.encoders import EncoderError, TextEncoder, load_precomputed, one_line
 from llmesr.semantic.pca import pca_project
 from llmesr.semantic.prompts import USER_TEMPLATE, item_prompts, item_titles, user_prompts
 from llmesr.semantic.retrieval import similar_users
@@ -68,24 +70,42 @@ def artifact_dir(
     return root / "semantic" / f"{dataset.name}-{dataset.fingerprint()}" / digest
 
 
+def read_manifest(folder: Path) -> dict:
+    """``folder/manifest.json``, refused with a ``ValueError`` naming it when it is damaged."""
+    path = Path(folder) / "manifest.json"
+    manifest = read_json(path, "semantic manifest")
+    made_for = manifest.get("dataset")
+    keys = ("name", "fingerprint", "split")
+    if not (isinstance(made_for, dict) and all(isinstance(made_for.get(k), str) for k in keys)):
+        raise ConfigError(f"{path}: damaged manifest (no dataset name, fingerprint and split)")
+    return manifest
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:  # truncated, not .npy, or pickled objects
+        raise ValueError(f"{path}: unreadable .npy file ({one_line(err)})") from None
+
+
 def load_artifacts(folder: Path, dataset: SequenceDataset) -> dict[str, np.ndarray] | None:
-    """The finished outputs of ``folder`` if they are complete and belong to ``dataset``."""
+    """The finished outputs of ``folder`` if they are complete and belong to ``dataset`` (else None);
+    a damaged file raises a ``ValueError`` naming it."""
     manifest = folder / "manifest.json"
     if not manifest.exists() or not all((folder / f).exists() for f in FILES):
         return None
-    if json.loads(manifest.read_text())["dataset"]["fingerprint"] != dataset.fingerprint():
+    if read_manifest(folder)["dataset"]["fingerprint"] != dataset.fingerprint():
         return None
-    return {f.removesuffix(".npy"): np.load(folder / f) for f in FILES}
+    return {f.removesuffix(".npy"): _load_npy(folder / f) for f in FILES}
 
 
 def load_semantic_dir(folder: Path, dataset: SequenceDataset, split: Split) -> dict[str, np.ndarray]:
     """The artifacts of a finished ``llmesr embed --out`` folder, refused with a ``ValueError`` naming
     the folder when they are incomplete or were made for another dataset or split."""
-    manifest = folder / "manifest.json"
     missing = [f for f in ("manifest.json", *FILES) if not (folder / f).exists()]
     if missing:
         raise ValueError(f"{folder}: not a finished semantic folder (missing {', '.join(missing)})")
-    made_for = json.loads(manifest.read_text())["dataset"]
+    made_for = read_manifest(folder)["dataset"]
     if made_for["fingerprint"] != dataset.fingerprint() or made_for["split"] != split.protocol:
         raise ValueError(
             f"{folder}: made for dataset {made_for['name']!r} ({made_for['fingerprint']}, "
@@ -108,6 +128,10 @@ def check_artifacts(
     for name, (rows, cols) in expected.items():
         a = art[name]
         where = folder / f"{name}.npy"
+        kinds = "iu" if name == "similar_users" else "f"
+        if a.dtype.kind not in kinds:
+            want = "integer user ids" if name == "similar_users" else "floating-point vectors"
+            raise ValueError(f"{where}: dtype {a.dtype}, expected {want}")
         if a.ndim != 2 or a.shape[0] != rows or (cols is not None and a.shape[1] != cols):
             want = f"({rows}, {cols if cols is not None else 'd'})"
             raise ValueError(f"{where}: shape {a.shape}, expected {want} for this dataset and model")
@@ -125,13 +149,18 @@ def check_artifacts(
 def _finished_manifest(
     out_dir: Path, dataset: SequenceDataset, split: Split, encoder: TextEncoder, settings: SemanticSettings
 ) -> dict | None:
-    """The manifest of a complete earlier run with exactly these inputs, else None."""
-    if load_artifacts(out_dir, dataset) is None:
+    """The manifest of a complete earlier run with exactly these inputs, else None. A damaged
+    folder (a truncated file) is recomputed, like a damaged batch of the embedding cache."""
+    try:
+        if load_artifacts(out_dir, dataset) is None:
+            return None
+        manifest = read_manifest(out_dir)
+    except ValueError as err:
+        warnings.warn(f"{err}; computing the semantic step again", stacklevel=3)
         return None
-    manifest = json.loads((out_dir / "manifest.json").read_text())
     same = (
-        manifest["encoder"] == encoder.identity
-        and manifest["settings"] == asdict(settings)
+        manifest.get("encoder") == encoder.identity
+        and manifest.get("settings") == asdict(settings)
         and manifest["dataset"]["split"] == split.protocol
     )
     return manifest if same else None
@@ -154,7 +183,15 @@ def run_semantic_step(
     t = time.perf_counter()
     items = item_prompts(dataset.item_info, dataset.item_ids, settings.item_template, settings.domain)
     if settings.item_embeddings_file:
-        item_emb = load_precomputed(settings.item_embeddings_file, n_rows=dataset.n_items)
+        try:
+            item_emb = load_precomputed(settings.item_embeddings_file, n_rows=dataset.n_items)
+        except EncoderError as err:
+            raise EncoderError(f"item_embeddings_file: {err}") from None
+        if item_emb.shape[1] < settings.pca_dim:
+            raise EncoderError(
+                f"item_embeddings_file: {settings.item_embeddings_file}: dimension {item_emb.shape[1]} "
+                f"is below the model width {settings.pca_dim} that the PCA projects to"
+            )
     else:
         item_emb = embed_texts(items.texts, encoder, cache_dir, settings.batch_size, progress)
     timings["items_s"] = time.perf_counter() - t
@@ -226,7 +263,10 @@ def encoder_options(cfg) -> dict:
 def settings_from_config(cfg, pca_dim: int) -> SemanticSettings:
     sha = None
     if cfg.item_embeddings_file:
-        sha = hashlib.sha256(Path(cfg.item_embeddings_file).read_bytes()).hexdigest()[:16]
+        path = Path(cfg.item_embeddings_file)
+        if not path.is_file():
+            raise ConfigError(f"item_embeddings_file: no such file: {path}")
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     return SemanticSettings(
         item_embeddings_file=cfg.item_embeddings_file,
         item_embeddings_sha=sha,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from llmesr.checkpoint import first_line
 from llmesr.config import ConfigError
+from llmesr.data.parsing import read_text, to_float
 from llmesr.io import atomic_write_parquet, atomic_write_text
 from llmesr.serving.bundle import Bundle
 
@@ -21,20 +24,31 @@ def read_histories(path: Path) -> tuple[list[str], list[list[str]]]:
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
     suffix = path.suffix.lower()
+    parquet = suffix in (".parquet", ".pq")
+    # Text is decoded here so that a wrong encoding names its line (DataFormatError).
+    text = None if parquet else read_text(path)
     try:
-        if suffix == ".parquet":
+        if text is None:
             frame = pd.read_parquet(path)
         else:
-            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str)
-    except Exception as err:  # noqa: BLE001 - any parser failure is the same user error
-        raise ConfigError(f"{path}: cannot read ({type(err).__name__}: {err})") from None
+            frame = pd.read_csv(io.StringIO(text), sep="\t" if suffix == ".tsv" else ",", dtype=str)
+    except (ValueError, OSError) as err:  # pandas' and pyarrow's parser errors are ValueErrors
+        raise ConfigError(f"{path}: cannot read ({first_line(err)})") from None
     missing = {"user_id", "item_id"} - set(frame.columns)
     if missing:
         raise ConfigError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    if frame.empty:
+        raise ConfigError(f"{path}: no rows")
+
+    def locate(i: int) -> str:
+        return f"{path}: row {i + 1}" if parquet else f"{path}:{i + 2}"  # line 1 is the header
+
     if frame[["user_id", "item_id"]].isna().any().any():
-        line = int(np.flatnonzero(frame[["user_id", "item_id"]].isna().any(axis=1))[0]) + 2
-        raise ConfigError(f"{path}, line {line}: empty user_id or item_id")
+        row = int(np.flatnonzero(frame[["user_id", "item_id"]].isna().any(axis=1))[0])
+        raise ConfigError(f"{locate(row)}: empty user_id or item_id")
     if "timestamp" in frame.columns:
+        # Text columns would sort as strings ("10" before "9"): parsed, and refused if not numbers.
+        frame = frame.assign(timestamp=to_float(frame["timestamp"], "timestamp", locate))
         frame = frame.sort_values("timestamp", kind="stable")
     frame = frame.astype({"user_id": str, "item_id": str})
     groups = frame.groupby("user_id", sort=False)["item_id"]
@@ -80,6 +94,8 @@ def recommend_from_bundle(args: argparse.Namespace) -> int:
         users, histories = read_histories(args.input)
     try:
         frame = recommend_frame(bundle, users, histories, args.k, not args.include_history)
+    except KeyError as err:  # an unknown item id (Bundle.internal_ids)
+        raise ConfigError(f"{args.input or '--history'}: {err.args[0]}") from None
     except ValueError as err:
         raise ConfigError(str(err)) from None
     if args.out:

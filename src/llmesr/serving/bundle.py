@@ -24,7 +24,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from llmesr.checkpoint import CheckpointError
+from llmesr.checkpoint import CheckpointError, first_line, load_weights
+from llmesr.config import ConfigError, read_json
 from llmesr.io import atomic_save_npy, atomic_torch_save, atomic_write_parquet, atomic_write_text
 
 FORMAT = "llmesr-bundle-v1"
@@ -104,10 +105,44 @@ def id_start_map(cfg, data, model) -> np.ndarray | None:
 
 
 def encoder_identity(cfg, data) -> str:
-    """The identity of the encoder that made the run's semantic table (from the artifacts manifest)."""
-    from llmesr.semantic.pipeline import embed_for_config
+    """The identity of the encoder that made the run's semantic table (from the artifacts manifest:
+    the ``semantic_dir`` the run was trained from, else the keyed cache)."""
+    from llmesr.semantic.pipeline import embed_for_config, read_manifest
 
+    if cfg.semantic_dir:
+        try:
+            return str(read_manifest(Path(cfg.semantic_dir)).get("encoder"))
+        except ValueError as err:
+            raise ConfigError(f"semantic_dir: {err}") from None
     return embed_for_config(cfg, data.dataset, data.split)[1]["encoder"]
+
+
+def _read_meta(path: Path) -> dict:
+    """``bundle.json``, checked for the keys loading needs; a damaged file is a one-line BundleError."""
+    try:
+        meta = read_json(path, "bundle metadata")
+    except ConfigError as err:
+        raise BundleError(str(err)) from None
+    if meta.get("format") != FORMAT:
+        raise BundleError(f"{path}: unknown bundle format {meta.get('format')!r}")
+    for key, kind in (("model", str), ("model_config", dict), ("dataset", dict), ("encoder", dict)):
+        if not isinstance(meta.get(key), kind):
+            raise BundleError(f"{path}: damaged bundle metadata ({key!r} missing or not a {kind.__name__})")
+    n_items = meta["dataset"].get("n_items")
+    if not isinstance(n_items, int) or isinstance(n_items, bool) or n_items < 1:
+        raise BundleError(f"{path}: damaged bundle metadata (dataset n_items {n_items!r})")
+    return meta
+
+
+def _load_matrix(path: Path) -> np.ndarray:
+    """A finite float matrix from a bundle's ``.npy`` file, as float32, or a BundleError naming it."""
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:  # truncated, not .npy, or pickled objects
+        raise BundleError(f"{path}: unreadable .npy file ({first_line(err)})") from None
+    if a.dtype.kind != "f" or a.ndim != 2 or not np.isfinite(a).all():
+        raise BundleError(f"{path}: expected a finite float matrix, found dtype {a.dtype}, shape {a.shape}")
+    return a.astype(np.float32, copy=False)
 
 
 @dataclass
@@ -127,43 +162,73 @@ class Bundle:
         meta_path = self.folder / "bundle.json"
         if not meta_path.exists():
             raise BundleError(f"{self.folder} is not a model bundle (no bundle.json)")
-        self.meta = json.loads(meta_path.read_text())
-        if self.meta.get("format") != FORMAT:
-            raise BundleError(f"{meta_path}: unknown bundle format {self.meta.get('format')!r}")
+        self.meta = _read_meta(meta_path)
         for name in ("weights.pt", "item_table.npy", "items.parquet"):
             if not (self.folder / name).exists():
                 raise BundleError(f"{self.folder} is an incomplete bundle: {name} is missing")
-        self.model = build_model(
-            self.meta["model"], model_config(self.meta["model"], self.meta["model_config"])
-        )
         try:
-            state = torch.load(self.folder / "weights.pt", map_location="cpu", weights_only=True)
-            self.model.load_state_dict(state)
-        except (RuntimeError, CheckpointError) as err:
-            raise BundleError(f"{self.folder}/weights.pt does not fit bundle.json: {err}") from None
+            mcfg = model_config(self.meta["model"], self.meta["model_config"])
+        except (TypeError, ValueError) as err:
+            raise BundleError(f"{meta_path}: unusable model configuration ({err})") from None
+        self.model = build_model(self.meta["model"], mcfg)
+        weights = self.folder / "weights.pt"
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - any unpickling failure means a damaged file
+            raise BundleError(f"{weights}: not a readable weights file ({first_line(err)})") from None
+        try:
+            if not isinstance(state, dict):
+                raise CheckpointError(f"{weights}: not a state_dict")
+            load_weights(self.model, state, weights)
+        except CheckpointError as err:
+            raise BundleError(f"{err} (see bundle.json)") from None
         self.model.eval()
-        self.table = torch.from_numpy(np.load(self.folder / "item_table.npy", allow_pickle=False))
-        self.items = pd.read_parquet(self.folder / "items.parquet")
+        self.table = torch.from_numpy(_load_matrix(self.folder / "item_table.npy"))
+        items_path = self.folder / "items.parquet"
+        try:
+            self.items = pd.read_parquet(items_path)
+        except (OSError, ValueError) as err:  # pyarrow.ArrowInvalid is a ValueError
+            raise BundleError(f"{items_path}: unreadable Parquet file ({first_line(err)})") from None
+        missing = [c for c in ("item_id", "title", "popularity", "tail") if c not in self.items]
+        if missing:
+            raise BundleError(f"{items_path}: missing column(s) {', '.join(missing)}")
+        ids = self.items["item_id"].astype(str).to_numpy()[1:]
+        duplicated = pd.Index(ids).duplicated()
+        if duplicated.any():
+            raise BundleError(f"{items_path}: duplicate item_id {ids[duplicated][0]!r}")
         n = self.meta["dataset"]["n_items"]
         if self.table.shape[0] != n + 1 or len(self.items) != n + 1:
             raise BundleError(f"{self.folder}: item table / item list do not have {n} + 1 rows")
+        if self.table.shape[1] != self._user_width() + 1:
+            raise BundleError(
+                f"{self.folder / 'item_table.npy'}: {self.table.shape[1]} columns, but the model's user "
+                f"vectors have {self._user_width()} (+ 1 bias column)"
+            )
         if "cold_start" not in self.items:
             self.items["cold_start"] = False
         self._refresh_lookups()
-        self.max_len = int(self.meta["model_config"]["max_len"])
+        self.max_len = int(self.model.config.max_len)
         self.trained_items = n  # ids above this were added at serving time (cold start)
         self.faiss_threshold = faiss_threshold
         self.cold_start_neighbours = cold_start_neighbours
         start_map = self.folder / "id_start_map.npy"
         self._start_map = None
         if start_map.exists():
-            m = torch.from_numpy(np.load(start_map, allow_pickle=False)).float()
+            m = torch.from_numpy(_load_matrix(start_map))
             want = (getattr(self.model.config, "semantic_dim", -2) + 1, self.model.config.hidden_size)
             if tuple(m.shape) != want or not torch.isfinite(m).all():
                 raise BundleError(f"{start_map}: shape {tuple(m.shape)} or values do not fit bundle.json")
             self._start_map = m
         self._faiss = None
         self._encoder = None
+
+    @torch.inference_mode()
+    def _user_width(self) -> int:
+        """Width of the model's user vectors (one history of one item through the backbone)."""
+        from llmesr.data.sequences import Sequences
+
+        batch = self.model.eval_input(Sequences.from_lists([[1]]), np.arange(1))
+        return int(self.model.user_vectors(batch).shape[1])
 
     def _refresh_lookups(self) -> None:
         """Plain dict / array views of the item list: per-request lookups stay in microseconds."""
