@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import difflib
 import json
 import math
 from collections.abc import Callable
@@ -162,7 +163,7 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "split": (lambda v: v in ("leave_one_out", "global_time"), "'leave_one_out' or 'global_time'"),
     "epochs": _at_least(1),
     "batch_size": _at_least(1),
-    "lr": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    "lr": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
     "weight_decay": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
     "adam_beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "patience": _at_least(1),
@@ -204,10 +205,12 @@ def _coerce(key: str, value: Any) -> Any:
 
 
 def apply_overrides(config: RunConfig, values: dict[str, Any], source: str) -> RunConfig:
-    unknown = sorted(set(values) - set(_TYPES))
+    unknown = sorted(set(values) - set(_TYPES), key=str)
     if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), list(_TYPES), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(
-            f"{source}: unknown config key {unknown[0]!r} (known keys: {', '.join(sorted(_TYPES))})"
+            f"{source}: unknown config key {unknown[0]!r}{hint}; known keys: {', '.join(sorted(_TYPES))}"
         )
     try:
         coerced = {k: _coerce(k, v) for k, v in values.items()}

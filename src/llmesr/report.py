@@ -21,6 +21,9 @@ RUNS_DIR are left out): Table 1 then carries no significance marks and the t-SNE
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llmesr.checkpoint import first_line
 from llmesr.config import ConfigError
 from llmesr.data.groups import item_popularity
 from llmesr.experiments import GROUPS, PROTOCOLS, bar_chart, compare, per_user
@@ -298,7 +302,13 @@ def item_vectors(run: Path) -> np.ndarray:
     """Items 1..N of the run's fused serving table, without the bias column; runs trained before
     ``item_table.npy`` was written get it from their best checkpoint (not written back)."""
     if (run / "item_table.npy").exists():
-        table = np.load(run / "item_table.npy")
+        path = run / "item_table.npy"
+        try:
+            table = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:  # truncated, not .npy, or pickled objects
+            raise ConfigError(f"{path}: unreadable .npy file ({first_line(err)})") from None
+        if table.dtype.kind != "f" or table.ndim != 2 or not np.isfinite(table).all():
+            raise ConfigError(f"{path}: expected a finite float matrix, found {table.dtype} {table.shape}")
     elif not (run / "best.pt").exists():  # e.g. results copied without their weights
         raise DataUnavailable(f"{run} has neither item_table.npy nor best.pt")
     else:
@@ -365,16 +375,29 @@ def build_report(
         Heading(1, f"LLM-ESR report: {runs_dir.name}"),
         Note(f"{len(paths)} runs, {len(methods)} methods; {split} split; head/tail groups {rule}."),
     ]
-    parts += table1(methods)
-    parts += ablation(methods, out)
-    parts += sensitivity(methods, out)
-    mixed = [m.label for m in methods if len(m.variant) > 1]
-    if mixed:  # no section compares a method that changes two settings at once
-        parts.append(Note(f"Left out, more than one LLM-ESR setting changed: {', '.join(mixed)}."))
-    for section in (group_charts, tsne_section):  # the sections that need the dataset itself
-        try:
-            parts += section(methods, cache, split, out)
-        except DataUnavailable as err:
-            parts.append(Note(f"{section.__name__}: skipped, {err}."))
-    write_report(parts, out, title=f"LLM-ESR report: {runs_dir.name}")
+    # Built in a temporary sibling folder and moved into ``out`` once complete: a section that
+    # fails on a damaged run (a truncated item table) leaves no half-written report behind.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        parts += table1(methods)
+        parts += ablation(methods, stage)
+        parts += sensitivity(methods, stage)
+        mixed = [m.label for m in methods if len(m.variant) > 1]
+        if mixed:  # no section compares a method that changes two settings at once
+            parts.append(Note(f"Left out, more than one LLM-ESR setting changed: {', '.join(mixed)}."))
+        for section in (group_charts, tsne_section):  # the sections that need the dataset itself
+            try:
+                parts += section(methods, cache, split, stage)
+            except DataUnavailable as err:
+                parts.append(Note(f"{section.__name__}: skipped, {err}."))
+        write_report(parts, stage, title=f"LLM-ESR report: {runs_dir.name}")
+        out.mkdir(exist_ok=True)
+        for file in sorted(stage.iterdir()):  # figures first, report.md / report.html last
+            if file.name not in ("report.md", "report.html"):
+                os.replace(file, out / file.name)
+        for name in ("report.md", "report.html"):
+            os.replace(stage / name, out / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     return out

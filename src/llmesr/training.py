@@ -28,7 +28,7 @@ from llmesr.data.split import Split, make_split
 from llmesr.distributed import init_distributed, wrap
 from llmesr.evaluation import describe_ranks, rank_targets, sampled_negatives, summarize
 from llmesr.io import append_jsonl, atomic_save_npy, atomic_save_npz, atomic_write_json, atomic_write_text
-from llmesr.models import MODELS, SequentialRecommender, build_model, model_config
+from llmesr.models import MODELS, BackboneConfig, SequentialRecommender, build_model, model_config
 
 
 @dataclass
@@ -121,7 +121,7 @@ def model_from_checkpoint(path: Path, fingerprint: str | None = None) -> Sequent
     return model
 
 
-def checkpoint_model_config(path: Path, ckpt: dict):
+def checkpoint_model_config(path: Path, ckpt: dict) -> BackboneConfig:
     """The model config a checkpoint records, refused (naming the file) when no model accepts it."""
     try:
         return model_config(ckpt["model"], ckpt["model_config"])

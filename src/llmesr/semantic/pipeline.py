@@ -174,8 +174,10 @@ def run_semantic_step(
     out_dir: Path,
     cache_dir: Path,
     progress: bool = True,
+    item_embeddings: np.ndarray | None = None,
 ) -> dict:
-    """Compute (or reuse) every semantic artifact into ``out_dir``; returns the manifest."""
+    """Compute (or reuse) every semantic artifact into ``out_dir``; returns the manifest.
+    ``item_embeddings``: the ``settings.item_embeddings_file`` matrix when the caller loaded it."""
     done = _finished_manifest(out_dir, dataset, split, encoder, settings)
     if done is not None:
         return {**done, "timings": {"reused_s": 0.0}}
@@ -183,15 +185,7 @@ def run_semantic_step(
     t = time.perf_counter()
     items = item_prompts(dataset.item_info, dataset.item_ids, settings.item_template, settings.domain)
     if settings.item_embeddings_file:
-        try:
-            item_emb = load_precomputed(settings.item_embeddings_file, n_rows=dataset.n_items)
-        except EncoderError as err:
-            raise EncoderError(f"item_embeddings_file: {err}") from None
-        if item_emb.shape[1] < settings.pca_dim:
-            raise EncoderError(
-                f"item_embeddings_file: {settings.item_embeddings_file}: dimension {item_emb.shape[1]} "
-                f"is below the model width {settings.pca_dim} that the PCA projects to"
-            )
+        item_emb = item_embeddings if item_embeddings is not None else load_item_embeddings(settings, dataset)
     else:
         item_emb = embed_texts(items.texts, encoder, cache_dir, settings.batch_size, progress)
     timings["items_s"] = time.perf_counter() - t
@@ -280,6 +274,21 @@ def settings_from_config(cfg, pca_dim: int) -> SemanticSettings:
     )
 
 
+def load_item_embeddings(settings: SemanticSettings, dataset: SequenceDataset) -> np.ndarray:
+    """The precomputed item embeddings of ``settings``, checked against the dataset and the PCA
+    width; any problem is an :class:`EncoderError` naming the key and the file."""
+    try:
+        item_emb = load_precomputed(settings.item_embeddings_file, n_rows=dataset.n_items)
+    except EncoderError as err:
+        raise EncoderError(f"item_embeddings_file: {err}") from None
+    if item_emb.shape[1] < settings.pca_dim:
+        raise EncoderError(
+            f"item_embeddings_file: {settings.item_embeddings_file}: dimension {item_emb.shape[1]} "
+            f"is below the model width {settings.pca_dim} that the PCA projects to"
+        )
+    return item_emb
+
+
 def embed_for_config(
     cfg, dataset: SequenceDataset, split: Split, out_dir: Path | None = None
 ) -> tuple[Path, dict]:
@@ -287,9 +296,13 @@ def embed_for_config(
     Returns the artifact folder (``out_dir`` or the keyed default) and the manifest."""
     from llmesr.semantic.encoders import make_encoder
 
-    encoder = make_encoder(cfg.encoder, **encoder_options(cfg))
     settings = settings_from_config(cfg, pca_dim=cfg.hidden_size or 64)
+    # A bad precomputed file fails before the encoder (possibly a large LLM) is loaded.
+    items = load_item_embeddings(settings, dataset) if settings.item_embeddings_file else None
+    encoder = make_encoder(cfg.encoder, **encoder_options(cfg))
     root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root()
     folder = out_dir or artifact_dir(root, dataset, split, encoder, settings)
-    manifest = run_semantic_step(dataset, split, encoder, settings, folder, root / "embeddings", cfg.progress)
+    manifest = run_semantic_step(
+        dataset, split, encoder, settings, folder, root / "embeddings", cfg.progress, item_embeddings=items
+    )
     return folder, manifest
