@@ -275,6 +275,8 @@ class Trainer:
         # refused rerun must leave the run folder as it was.
         resumed = self._resume()
         self.out.mkdir(parents=True, exist_ok=True)
+        for stale in self.out.glob(".*.tmp"):  # a write cut short by a kill; the real file is intact
+            stale.unlink(missing_ok=True)
         atomic_write_text(self.out / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
         atomic_write_json(self.out / "dataset.json", self.data.dataset_info())
         log = self.out / "log.jsonl"
