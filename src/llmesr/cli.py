@@ -180,6 +180,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if trainer.dist.active:
         import torch.distributed as dist
 
+        # Every rank leaves together: a rank destroying the group while its peer is still inside
+        # the last collective aborted that peer under load (seen once in CI on a busy machine).
+        dist.barrier()
         dist.destroy_process_group()
     if trainer.dist.is_main:
         for split in ("valid", "test"):
