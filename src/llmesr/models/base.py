@@ -236,3 +236,47 @@ class SequentialRecommender(nn.Module):
                 nn.init.zeros_(module.bias)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
+
+
+class BackboneWrapper(SequentialRecommender):
+    """A method built around one backbone (LLMInit, CITIES, MELT, RLMRec): the backbone is made from
+    the wrapper's config and does everything a subclass does not override. Its item table is the
+    one trained, so the wrapper keeps none of its own."""
+
+    config: WrapperConfig
+    uses_positions = False  # the wrapped backbone has its own
+
+    def __init__(self, config: WrapperConfig) -> None:
+        from llmesr.models import build_model, model_config  # the registry imports the subclasses
+
+        super().__init__(config)
+        self.item_emb = None
+        settings = {k: v for k, v in config.to_dict().items() if k != "backbone"}
+        self.backbone = build_model(config.backbone, model_config(config.backbone, settings))
+        self.is_bert = config.backbone == "bert4rec"
+
+    def hidden_states(self, seq: torch.Tensor) -> torch.Tensor:
+        return self.backbone.hidden_states(seq)
+
+    def item_table(self) -> torch.Tensor:
+        return self.backbone.item_table()
+
+    def item_vectors(self, ids: torch.Tensor | None) -> torch.Tensor:
+        return self.backbone.item_vectors(ids)
+
+    def item_bias(self) -> torch.Tensor | None:
+        return self.backbone.item_bias()
+
+    def user_vectors(self, seq: torch.Tensor) -> torch.Tensor:
+        return self.backbone.user_vectors(seq)
+
+    def train_input(self, train: Sequences, rows: np.ndarray) -> torch.Tensor:
+        return self.backbone.train_input(train, rows)
+
+    def eval_input(self, history: Sequences, rows: np.ndarray) -> torch.Tensor:
+        return self.backbone.eval_input(history, rows)
+
+    def loss(
+        self, batch: torch.Tensor, generator: torch.Generator | None = None, users: np.ndarray | None = None
+    ) -> torch.Tensor:
+        return self.backbone.loss(batch, generator, users=users)

@@ -71,7 +71,7 @@ from torch import nn
 
 from llmesr.data.groups import item_popularity, pareto_cut
 from llmesr.data.sequences import Sequences
-from llmesr.models.base import SequentialRecommender, WrapperConfig
+from llmesr.models.base import BackboneWrapper, SequentialRecommender, WrapperConfig
 from llmesr.models.transformer import TransformerEncoder
 
 BACKBONES = ("sasrec", "bert4rec", "gru4rec")
@@ -146,9 +146,8 @@ def context_windows(
     return windows
 
 
-class CITIES(SequentialRecommender):
+class CITIES(BackboneWrapper):
     config: CITIESConfig
-    uses_positions = False  # the wrapped backbone has its own
     needs_semantic = False
 
     @classmethod
@@ -160,14 +159,8 @@ class CITIES(SequentialRecommender):
         return model
 
     def __init__(self, config: CITIESConfig) -> None:
-        from llmesr.models import build_model, model_config  # the registry imports this module
-
         super().__init__(config)
         cfg, h = config, config.hidden_size
-        self.item_emb = None  # the backbone's table is the one that is trained
-        self.is_bert = cfg.backbone == "bert4rec"
-        settings = {k: v for k, v in cfg.to_dict().items() if k != "backbone"}
-        self.backbone = build_model(cfg.backbone, model_config(cfg.backbone, settings))
         self.infer = ContextAggregator(
             h, cfg.cities_context, cfg.cities_layers, cfg.num_heads, cfg.inner_size, cfg.cities_dropout
         )
@@ -219,14 +212,8 @@ class CITIES(SequentialRecommender):
     def item_table(self) -> torch.Tensor:
         return self._table()[: self.config.n_items + 1]
 
-    def item_bias(self) -> torch.Tensor | None:
-        return self.backbone.item_bias()
-
-    def train_input(self, train: Sequences, rows: np.ndarray) -> torch.Tensor:
-        return self.backbone.train_input(train, rows)
-
-    def eval_input(self, history: Sequences, rows: np.ndarray) -> torch.Tensor:
-        return self.backbone.eval_input(history, rows)
+    # Rows come from item_table (replaced tail rows in eval mode), not from the backbone's own table.
+    item_vectors = SequentialRecommender.item_vectors
 
     # ---- training -----------------------------------------------------------------------------
     def start_epoch(self, epoch: int) -> None:

@@ -75,7 +75,7 @@ from torch import nn
 
 from llmesr.data.groups import item_popularity, pareto_cut
 from llmesr.data.sequences import Sequences, ragged_index
-from llmesr.models.base import SequentialRecommender, WrapperConfig
+from llmesr.models.base import BackboneWrapper, WrapperConfig
 
 ITEM_SPAN = 50  # popularity range above the item cut over which the item curriculum sweeps (authors)
 REBUILD_BATCH = 1024  # contexts encoded per call when rebuilding tail rows
@@ -150,9 +150,8 @@ class ItemContexts:
         return Sequences.from_lengths(self.items[idx], length)
 
 
-class MELT(SequentialRecommender):
+class MELT(BackboneWrapper):
     config: MELTConfig
-    uses_positions = False  # the wrapped backbone has its own
     needs_semantic = False
 
     @classmethod
@@ -164,12 +163,7 @@ class MELT(SequentialRecommender):
         return model
 
     def __init__(self, config: MELTConfig) -> None:
-        from llmesr.models import build_model, model_config  # the registry imports this module
-
-        super().__init__(config)
-        self.item_emb = None  # the backbone's table is the one trained (and rebuilt for tail items)
-        settings = {k: v for k, v in config.to_dict().items() if k != "backbone"}
-        self.backbone = build_model(config.backbone, model_config(config.backbone, settings))
+        super().__init__(config)  # the backbone's table is trained (and rebuilt for tail items)
         h = config.hidden_size
         self.user_transfer = nn.Linear(h, h)  # W_U
         self.item_transfer = nn.Linear(h, h)  # W_I
@@ -234,24 +228,6 @@ class MELT(SequentialRecommender):
         """f(S) of every row of ``seqs``: the plain backbone's user representation."""
         batch = self.backbone.eval_input(seqs, np.arange(len(seqs))).to(self.tail_items.device)
         return self.backbone.user_vectors(batch)
-
-    def hidden_states(self, seq: torch.Tensor) -> torch.Tensor:
-        return self.backbone.hidden_states(seq)
-
-    def item_table(self) -> torch.Tensor:
-        return self.backbone.item_table()
-
-    def item_vectors(self, ids: torch.Tensor | None) -> torch.Tensor:
-        return self.backbone.item_vectors(ids)
-
-    def item_bias(self) -> torch.Tensor | None:
-        return self.backbone.item_bias()
-
-    def train_input(self, train: Sequences, rows: np.ndarray) -> torch.Tensor:
-        return self.backbone.train_input(train, rows)
-
-    def eval_input(self, history: Sequences, rows: np.ndarray) -> torch.Tensor:
-        return self.backbone.eval_input(history, rows)
 
     # ---- training ---------------------------------------------------------------------------
     @property

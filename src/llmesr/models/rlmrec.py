@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmesr.data.sequences import Sequences
-from llmesr.models.base import SequentialRecommender, WrapperConfig
+from llmesr.models.base import BackboneWrapper, WrapperConfig
 
 # variant -> (weight, temperature): the authors' settings for their Amazon data (LightGCN configs).
 VARIANT_DEFAULTS = {"con": (0.01, 0.2), "gen": (0.1, 0.5)}
@@ -142,9 +142,8 @@ def _table(values: np.ndarray | None, rows: int | None, width: int, name: str) -
     return table
 
 
-class RLMRec(SequentialRecommender):
+class RLMRec(BackboneWrapper):
     config: RLMRecConfig
-    uses_positions = False  # the wrapped backbone has its own
     needs_semantic = True
     semantic_neighbours = None
 
@@ -161,13 +160,7 @@ class RLMRec(SequentialRecommender):
         item_semantic: np.ndarray | None = None,
         user_semantic: np.ndarray | None = None,
     ) -> None:
-        from llmesr.models import build_model, model_config  # the registry imports this module
-
         super().__init__(config)
-        self.item_emb = None  # the backbone's table is the one that is trained
-        settings = {k: v for k, v in config.to_dict().items() if k != "backbone"}
-        self.backbone = build_model(config.backbone, model_config(config.backbone, settings))
-        self.is_bert = config.backbone == "bert4rec"
         h, d = config.hidden_size, config.semantic_dim
         if config.rlmrec_variant == "con":
             self.to_cf = mlp(d, h)  # sigma_down: semantic -> CF space
@@ -180,28 +173,6 @@ class RLMRec(SequentialRecommender):
         self.register_buffer(
             "user_semantic", _table(user_semantic, None, d, "user semantic table"), persistent=False
         )
-
-    # ---- inference is the backbone's --------------------------------------------------------
-    def hidden_states(self, seq: torch.Tensor) -> torch.Tensor:
-        return self.backbone.hidden_states(seq)
-
-    def item_table(self) -> torch.Tensor:
-        return self.backbone.item_table()
-
-    def item_vectors(self, ids: torch.Tensor | None) -> torch.Tensor:
-        return self.backbone.item_vectors(ids)
-
-    def item_bias(self) -> torch.Tensor | None:
-        return self.backbone.item_bias()
-
-    def user_vectors(self, seq: torch.Tensor) -> torch.Tensor:
-        return self.backbone.user_vectors(seq)
-
-    def train_input(self, train: Sequences, rows: np.ndarray) -> torch.Tensor:
-        return self.backbone.train_input(train, rows)
-
-    def eval_input(self, history: Sequences, rows: np.ndarray) -> torch.Tensor:
-        return self.backbone.eval_input(history, rows)
 
     # ---- training ---------------------------------------------------------------------------
     def loss(
