@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -110,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
         "--faiss-threshold", type=int, default=200_000, help="use a FAISS HNSW index above this many items"
+    )
+    p.add_argument(
+        "--cold-start-optimism",
+        type=float,
+        default=1.0,
+        help="items added by POST /items: standard deviations of their neighbours' ID logits added to "
+        "the mean (0 = point estimate; see llmesr/serving/cold_start.py)",
     )
 
     p = sub.add_parser("experiment", help="run every combination of a grid (skips finished runs)")
@@ -258,6 +266,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be in 0..65535, got {args.port}")
+    optimism = args.cold_start_optimism
+    if not (optimism >= 0 and math.isfinite(optimism)):
+        raise ConfigError(f"--cold-start-optimism must be a finite number >= 0, got {optimism}")
     bundles = {}
     for spec in args.bundles:
         name, _, path = spec.rpartition("=")
@@ -266,7 +277,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         name = name or Path(path).name
         if name in bundles:
             raise ConfigError(f"bundle name {name!r} given twice (use NAME=PATH)")
-        bundles[name] = Bundle(Path(path), faiss_threshold=args.faiss_threshold)
+        bundles[name] = Bundle(Path(path), faiss_threshold=args.faiss_threshold, cold_start_optimism=optimism)
     uvicorn.run(create_app(bundles), host=args.host, port=args.port, log_level="warning")
     return 0
 

@@ -15,7 +15,6 @@ Recommendations for a history are one encoder pass (the backbone) and one matrix
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,95 +25,13 @@ import torch.nn.functional as F
 
 from llmesr.checkpoint import CheckpointError, first_line, load_weights
 from llmesr.config import ConfigError, read_json
-from llmesr.io import atomic_save_npy, atomic_torch_save, atomic_write_parquet, atomic_write_text
+from llmesr.serving.cold_start import DEFAULT_OPTIMISM, ColdItems, estimated_id_row
 
 FORMAT = "llmesr-bundle-v1"
 
 
 class BundleError(ValueError):
     """A bundle folder that is missing, incomplete or inconsistent."""
-
-
-def export_bundle(run: Path, out: Path) -> Path:
-    """Write the bundle of ``run`` (its best checkpoint) into ``out``; returns ``out``."""
-    from llmesr.cli import load_run_config
-    from llmesr.semantic.prompts import item_titles
-    from llmesr.training import model_from_checkpoint, prepare_data
-
-    run, out = Path(run), Path(out)
-    cfg = load_run_config(run)
-    data = prepare_data(cfg)
-    model = model_from_checkpoint(run / "best.pt", data.dataset.fingerprint())
-    ds = data.dataset
-    popularity = np.bincount(data.split.train.items, minlength=ds.n_items + 1)
-    items = pd.DataFrame(
-        {
-            "item_id": ds.item_ids.astype(str),
-            "title": item_titles(ds.item_info, ds.item_ids).astype(str),
-            "popularity": popularity,
-            "tail": data.groups.tail_item,
-            "cold_start": np.zeros(ds.n_items + 1, dtype=bool),
-        }
-    )
-    items.loc[0, ["title", "popularity", "tail"]] = ["", 0, False]
-    meta = {
-        "format": FORMAT,
-        "model": cfg.model,
-        "model_config": model.config.to_dict(),
-        "dataset": {"name": ds.name, "fingerprint": ds.fingerprint(), "n_items": ds.n_items},
-        "encoder": {
-            "spec": cfg.encoder,
-            "identity": encoder_identity(cfg, data) if cfg.model == "llmesr" else None,
-            "item_template": cfg.item_template,
-            "prompt_domain": cfg.prompt_domain,
-        },
-        "groups": data.groups.describe(),
-        "exclude_history": cfg.exclude_history,
-        "source_run": str(run.resolve()),
-    }
-    start_map = id_start_map(cfg, data, model)
-    out.mkdir(parents=True, exist_ok=True)
-    if start_map is not None:
-        atomic_save_npy(out / "id_start_map.npy", start_map)
-    atomic_torch_save(out / "weights.pt", model.state_dict())
-    atomic_save_npy(out / "item_table.npy", model.fused_item_table().numpy())
-    atomic_write_parquet(out / "items.parquet", items)
-    # bundle.json last: a folder without it is an unfinished export, never a broken bundle.
-    atomic_write_text(out / "bundle.json", json.dumps(meta, indent=2) + "\n")
-    return out
-
-
-def id_start_map(cfg, data, model) -> np.ndarray | None:
-    """For LLM-ESR with a PCA-initialised ID table: the affine map ``[e, 1] @ M`` from an item's
-    LLM embedding to the ID row it started training from (the PCA of the semantic table), fitted by
-    least squares on the trained items. PCA is affine, so the fit is exact up to rounding; a new
-    item's ID row can then start where a trained item's did. None when it does not apply."""
-    from llmesr.training import semantic_artifacts
-
-    mcfg = model.config
-    if cfg.model != "llmesr" or not (mcfg.use_collaborative and mcfg.use_semantic) or mcfg.id_init != "pca":
-        return None
-    start = semantic_artifacts(cfg, data, mcfg.hidden_size, neighbours=0)["item_pca"][1:].astype(np.float64)
-    emb = model.semantic.detach()[1 : mcfg.n_items + 1].double().numpy()
-    design = np.hstack([emb, np.ones((len(emb), 1))])
-    mapping = np.linalg.lstsq(design, start, rcond=None)[0]
-    error = np.abs(design @ mapping - start).max()
-    if not error <= 1e-4 * max(np.abs(start).max(), 1e-12):
-        raise BundleError(f"PCA start rows are not an affine map of the semantic table (error {error:.2e})")
-    return mapping.astype(np.float32)
-
-
-def encoder_identity(cfg, data) -> str:
-    """The identity of the encoder that made the run's semantic table (from the artifacts manifest:
-    the ``semantic_dir`` the run was trained from, else the keyed cache)."""
-    from llmesr.semantic.pipeline import embed_for_config, read_manifest
-
-    if cfg.semantic_dir:
-        try:
-            return str(read_manifest(Path(cfg.semantic_dir)).get("encoder"))
-        except ValueError as err:
-            raise ConfigError(f"semantic_dir: {err}") from None
-    return embed_for_config(cfg, data.dataset, data.split)[1]["encoder"]
 
 
 def _read_meta(path: Path) -> dict:
@@ -155,7 +72,13 @@ class Recommendation:
 class Bundle:
     """A loaded bundle: maps original ids, encodes histories, ranks the whole catalogue."""
 
-    def __init__(self, folder: Path, faiss_threshold: int = 200_000, cold_start_neighbours: int = 10) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        faiss_threshold: int = 200_000,
+        cold_start_neighbours: int = 10,
+        cold_start_optimism: float = DEFAULT_OPTIMISM,
+    ) -> None:
         from llmesr.models import build_model, model_config
 
         self.folder = Path(folder)
@@ -211,6 +134,10 @@ class Bundle:
         self.trained_items = n  # ids above this were added at serving time (cold start)
         self.faiss_threshold = faiss_threshold
         self.cold_start_neighbours = cold_start_neighbours
+        if not (cold_start_optimism >= 0 and np.isfinite(cold_start_optimism)):
+            raise ValueError(f"cold_start_optimism must be a finite number >= 0, got {cold_start_optimism}")
+        self.cold_start_optimism = float(cold_start_optimism)
+        self._cold = ColdItems.empty(self.model.config.hidden_size)  # see cold_start.py
         start_map = self.folder / "id_start_map.npy"
         self._start_map = None
         if start_map.exists():
@@ -271,12 +198,17 @@ class Bundle:
             )
         batch = self.model.eval_input(seqs, np.arange(len(rows)))
         users = torch.cat([self.model.user_vectors(batch), torch.ones(len(rows), 1)], dim=1)
-        table, item_ids = self.table, self.item_ids  # read table first: see add_item
+        # Read the cold-start set, then the table, then the ids: add_item publishes them in the
+        # opposite order, so every cold item and table row read here has its id.
+        cold = self._cold
+        table, item_ids = self.table, self.item_ids
+        bonus = cold.bonus(users[:, : self.model.config.hidden_size], self.cold_start_optimism)
         k = min(k, len(table) - 1)
         if len(table) - 1 > self.faiss_threshold:
-            values, ids = self._faiss_top_k(users, seqs, k, exclude_seen)
+            values, ids = self._faiss_top_k(users, seqs, k, exclude_seen, cold, bonus)
         else:
             scores = users @ table.T
+            scores[:, cold.ids] += bonus
             scores[:, 0] = float("-inf")
             if exclude_seen:
                 row_of = np.repeat(np.arange(len(rows)), seqs.lengths)
@@ -290,10 +222,11 @@ class Bundle:
         return out
 
     def _faiss_top_k(
-        self, users: torch.Tensor, seqs, k: int, exclude_seen: bool
+        self, users: torch.Tensor, seqs, k: int, exclude_seen: bool, cold: ColdItems, bonus: torch.Tensor
     ) -> tuple[np.ndarray, np.ndarray]:
         """Approximate top-k by inner product over an HNSW index of the item table (large
-        catalogues), asking for enough extra candidates to drop each history's own items."""
+        catalogues), asking for enough extra candidates to drop each history's own items. Cold-start
+        items are scored exactly, with their optimism bonus, and merged in (they are few)."""
         import faiss
 
         if self._faiss is None:
@@ -311,6 +244,12 @@ class Bundle:
             history = np.repeat(np.arange(len(seqs)), seqs.lengths) * stride + seqs.items
             seen = np.isin(np.arange(len(ids))[:, None] * stride + ids, history)
             values = np.where(seen, -np.inf, values)
+        if len(cold):
+            cold_ids = cold.ids.numpy()
+            values = np.where(np.isin(ids, cold_ids), -np.inf, values)  # replaced by exact scores below
+            exact = (users @ self.table[cold.ids].T + bonus).numpy()
+            values = np.concatenate([values, exact], axis=1)
+            ids = np.concatenate([ids, np.broadcast_to(cold_ids, exact.shape)], axis=1)
         order = np.argsort(-values, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(values, order, 1), np.take_along_axis(ids, order, 1)
 
@@ -338,7 +277,8 @@ class Bundle:
         interactions: it starts where training started every item (its own PCA row, when the bundle
         has ``id_start_map.npy``) and moves by the mean of what training moved its
         ``cold_start_neighbours`` most similar trained items (cosine of LLM embeddings); without
-        the map, it is the neighbours' mean ID vector. The bias is the neighbours' mean."""
+        the map, it is the neighbours' mean ID vector. The bias is the neighbours' mean. Its ID
+        logit is then scored optimistically (``cold_start_optimism``, see cold_start.py)."""
         from llmesr.semantic.prompts import item_prompts
 
         if str(item_id) in self._internal:
@@ -367,7 +307,10 @@ class Bundle:
             trained = model.semantic[1 : self.trained_items + 1]
             sims = F.normalize(trained, dim=1) @ F.normalize(e, dim=1)[0]
             similar = torch.topk(sims, min(self.cold_start_neighbours, len(sims))).indices + 1
-            parts = [self._cold_id_row(e, similar)] if model.config.use_collaborative else []
+            h = model.config.hidden_size
+            near_rows = self.table[similar, :h]
+            id_row, drift = estimated_id_row(e, model.semantic[similar], near_rows, self._start_map)
+            parts = [id_row] if model.config.use_collaborative else []
             parts += [model.adapter(e), self.table[similar, -1:].mean(0, keepdim=True)]
             row = torch.cat(parts, dim=1)
         # Concurrent readers take ``table`` before ``item_ids``: publishing the item list first and
@@ -376,26 +319,12 @@ class Bundle:
         self.items = pd.concat([self.items, pd.DataFrame([new])], ignore_index=True)
         self._refresh_lookups()
         self.table = torch.cat([self.table, row])
+        internal = len(self.items) - 1
+        if model.config.use_collaborative:
+            self._cold = self._cold.add(internal, drift)
         if self._faiss is not None:
             self._faiss.add(row.numpy())
-        return len(self.items) - 1
-
-    def _cold_id_row(self, e: torch.Tensor, similar: torch.Tensor) -> torch.Tensor:
-        """(1, h) ID vector of a new item with embedding ``e`` (1, d) and trained neighbours ``similar``.
-
-        Own start + the neighbours' mean drift keeps what the item's own text says about its ID
-        row (the neighbours' mean alone blurs it): in benchmarks/cold_start_eval.py on Beauty it
-        lifts HR@10 of held-out items served as new ones from 0.0130 to 0.0178."""
-        h = self.model.config.hidden_size
-        if self._start_map is None:
-            return self.table[similar, :h].mean(0, keepdim=True)
-        trained = self.model.semantic[similar]
-
-        def start(x: torch.Tensor) -> torch.Tensor:
-            return x @ self._start_map[:-1] + self._start_map[-1]
-
-        drift = self.table[similar, :h] - start(trained)
-        return start(e) + drift.mean(0, keepdim=True)
+        return internal
 
     def encoder(self):
         """The bundle's text encoder, loaded on first use and checked against the bundle's identity."""
