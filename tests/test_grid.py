@@ -59,3 +59,44 @@ def test_grid_with_a_bad_key_fails_before_running_anything(patterned_dir, tmp_pa
     assert "modle" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
     shutil.rmtree(tmp_path / "runs", ignore_errors=True)
+
+
+def test_when_overrides_matching_runs_and_a_dependent_run_waits_for_it(patterned_dir, tmp_path, capsys):
+    # MELT fine-tunes the SASRec run of the same seed (the papers' protocol), from one grid file.
+    grid = write_grid(
+        tmp_path,
+        patterned_dir,
+        grid={"model": ["melt", "sasrec"], "seed": [1]},  # the dependent run is listed first
+        when={"model=melt": {"init_from": "{out}/model=sasrec__seed={seed}", "melt_item_weight": 0.2}},
+    )
+    assert main(["experiment", grid, "--dry-run"]) == 0
+    planned = capsys.readouterr().out
+    assert planned.index("model=sasrec__seed=1:") < planned.index("model=melt__seed=1:")
+    assert main(["experiment", grid, "--jobs", "2"]) == 0
+    runs = tmp_path / "runs"
+    melt = yaml.safe_load((runs / "model=melt__seed=1" / "config.yaml").read_text())
+    sasrec = yaml.safe_load((runs / "model=sasrec__seed=1" / "config.yaml").read_text())
+    assert melt["init_from"] == str(runs / "model=sasrec__seed=1") and melt["melt_item_weight"] == 0.2
+    assert sasrec["init_from"] is None and sasrec["melt_item_weight"] is None
+    assert "init_from: the sasrec backbone from" in (runs / "model=melt__seed=1" / "train.log").read_text()
+
+
+def test_bad_when_conditions_placeholders_and_cycles_fail_at_once(patterned_dir, tmp_path, capsys):
+    grid = write_grid(tmp_path, patterned_dir, when={"model=melt": {"epochs": 1}})
+    assert main(["experiment", grid]) == 2
+    assert "when 'model=melt' names no value of the grid" in capsys.readouterr().err
+    grid = write_grid(tmp_path, patterned_dir, when={"model=sasrec": {"init_from": "{out}/x={colour}"}})
+    assert main(["experiment", grid]) == 2
+    assert "cannot fill" in capsys.readouterr().err
+    grid = write_grid(
+        tmp_path,
+        patterned_dir,
+        grid={"model": ["sasrec"], "seed": [1, 2]},
+        when={
+            "seed=1": {"init_from": "{out}/model=sasrec__seed=2"},
+            "seed=2": {"init_from": "{out}/model=sasrec__seed=1"},
+        },
+    )
+    assert main(["experiment", grid]) == 2
+    assert "cycle" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

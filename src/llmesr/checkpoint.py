@@ -80,3 +80,39 @@ def load_weights(model: torch.nn.Module, state_dict: dict, path: Path) -> None:
         detail = " ".join(str(err).split())
         detail = detail if len(detail) <= 300 else detail[:300] + "..."
         raise CheckpointError(f"{path}: weights do not fit the model it describes ({detail})") from None
+
+
+def init_from_run(model: torch.nn.Module, model_name: str, source: Path, fingerprint: str) -> str:
+    """Start ``model`` from the best weights of a finished run (its folder, or a checkpoint file):
+    all of it when that run trained the same model with the same settings, or a wrapper's
+    ``backbone`` when it trained that backbone plain (CITIES and MELT fine-tune a converged
+    backbone in their papers). Returns what was loaded, for the log; anything that does not fit is
+    a :class:`CheckpointError` naming the file."""
+    from llmesr.models import model_config
+
+    path = Path(source)
+    path = path / "best.pt" if path.is_dir() else path
+    if not path.exists():
+        raise CheckpointError(f"init_from: no finished run at {source} ({path} is missing)")
+    ckpt = load_checkpoint(path, fingerprint=fingerprint)
+    try:
+        stored = model_config(ckpt["model"], ckpt["model_config"]).to_dict()
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: holds an unusable model configuration ({err})") from None
+    backbone = getattr(model, "backbone", None)
+    if ckpt["model"] == model_name and stored == model.config.to_dict():
+        load_weights(model, ckpt["state_dict"], path)
+        return f"all weights from {path}"
+    if isinstance(backbone, torch.nn.Module) and ckpt["model"] == model.config.backbone:
+        differ = sorted(k for k, v in backbone.config.to_dict().items() if stored.get(k) != v)
+        if differ:
+            raise CheckpointError(
+                f"init_from: {path} trained {ckpt['model']} with other settings ({', '.join(differ)})"
+            )
+        load_weights(backbone, ckpt["state_dict"], path)
+        return f"the {ckpt['model']} backbone from {path}"
+    wants = f"{model_name} with the same settings"
+    if backbone is not None:
+        wants += f", or plain {model.config.backbone}"
+
+    raise CheckpointError(f"init_from: {path} trained {ckpt['model']}; this run needs {wants}")

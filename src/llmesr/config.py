@@ -95,6 +95,9 @@ class RunConfig:
     adam_beta2: float = 0.999
     patience: int = 20
     seed: int = 42
+    # A finished run (folder or .pt) whose best weights start this one: the whole model, or a
+    # wrapper's backbone (CITIES and MELT fine-tune a converged backbone, as in their papers).
+    init_from: str | None = None
     eval_every: int = 1
     bucket_batches: bool = True
     # "position": each batch's mean loss is scaled by the batch's share of trained positions, so

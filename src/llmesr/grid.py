@@ -7,6 +7,11 @@
       model: [sasrec, llminit, llmesr]
       seed: [42, 43, 44]
     out: runs/table1                         # run folders go under here
+    when:                                    # overrides for the runs with one grid value (optional)
+      model=melt: {init_from: "{out}/model=sasrec__seed={seed}"}
+
+String values of ``set`` and ``when`` may name ``{out}`` and any grid key (``{seed}``), filled in
+per run. A run whose ``init_from`` is another run of the grid starts after that run has finished.
 
 Each run is ``llmesr train`` in its own process (so ``--jobs N`` runs N at once, each with its
 share of the CPU threads) writing ``OUT/<key=value__...>/``. A rerun skips runs whose
@@ -50,7 +55,7 @@ def load_grid(path: Path) -> tuple[list[GridRun], Path]:
         raise FileNotFoundError(f"no such grid file: {path}")
     # An empty (e.g. truncated) file would otherwise launch one run with every default setting.
     spec = read_yaml(path, "grid file", allow_empty=False)
-    unknown = set(spec) - {"configs", "set", "grid", "out"}
+    unknown = set(spec) - {"configs", "set", "grid", "out", "when"}
     if unknown:
         raise ConfigError(f"{path}: unknown grid key(s) {', '.join(sorted(map(str, unknown)))}")
     grid = spec.get("grid") or {}
@@ -79,17 +84,50 @@ def load_grid(path: Path) -> tuple[list[GridRun], Path]:
             raise ConfigError(f"{path}: config file {c} not found")
         configs.append(found)
     out = Path(spec.get("out") or path.with_suffix(""))
+    when = _conditions(spec.get("when") or {}, grid, path)
     runs = []
     keys = list(grid)
     for values in itertools.product(*(grid[k] for k in keys)):
         settings = dict(zip(keys, values, strict=True))
-        sets = [f"{k}={_text(v)}" for k, v in {**fixed, **settings}.items()]
+        chosen = dict(fixed)
+        for (key, text), extra in when.items():
+            if _text(settings[key]) == text:
+                chosen.update(extra)
+        chosen = {k: _fill(v, settings, out, path) for k, v in chosen.items()}
+        sets = [f"{k}={_text(v)}" for k, v in {**chosen, **settings}.items()]
         resolve_config(configs, sets)  # fail now, naming the key, rather than mid-grid
         name = "__".join(f"{k}={_text(v)}" for k, v in settings.items()) or "run"
         folder = out / name
         args = [*(a for c in configs for a in ("--config", str(c))), *(a for s in sets for a in ("--set", s))]
         runs.append(GridRun(name, folder, settings, ["--out", str(folder), *args]))
     return runs, out
+
+
+def _conditions(when, grid: dict, path: Path) -> dict[tuple[str, str], dict]:
+    """``when:`` as {(grid key, value text): overrides}, each condition checked against the grid."""
+    if not isinstance(when, dict):
+        raise ConfigError(f"{path}: 'when' must map 'key=value' to config overrides")
+    parsed = {}
+    for condition, extra in when.items():
+        key, _, value = str(condition).partition("=")
+        key, value = key.strip(), value.strip()
+        if key not in grid or value not in {_text(v) for v in grid[key]}:
+            raise ConfigError(f"{path}: when {condition!r} names no value of the grid")
+        if not isinstance(extra, dict) or not extra:
+            raise ConfigError(f"{path}: when {condition!r} must map config keys to values")
+        apply_overrides(RunConfig(), extra, f"{path}: when")  # keys and types; filled values later
+        parsed[(key, value)] = extra
+    return parsed
+
+
+def _fill(value, settings: dict, out: Path, path: Path):
+    """A string setting with ``{out}`` / ``{grid key}`` placeholders filled in for one run."""
+    if not isinstance(value, str) or "{" not in value:
+        return value
+    try:
+        return value.format(out=out, **{k: _text(v) for k, v in settings.items()})
+    except (KeyError, IndexError, ValueError) as err:
+        raise ConfigError(f"{path}: cannot fill {value!r} ({type(err).__name__}: {err})") from None
 
 
 def _text(value) -> str:
@@ -100,11 +138,13 @@ def run_grid(path: Path, jobs: int = 1, dry_run: bool = False) -> pd.DataFrame:
     runs, out = load_grid(path)
     todo = [r for r in runs if not (r.folder / "metrics.json").exists()]
     print(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} finished, {len(todo)} to run -> {out}")
+    waves = _waves(todo)  # runs started from another run of the grid wait for it
     if dry_run:
-        for r in todo:
+        for r in (r for wave in waves for r in wave):
             print(f"  {r.name}: llmesr train {' '.join(r.args)}")
         return collect(runs, out)
     threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
+    failed: set[Path] = set()
 
     def launch(run: GridRun) -> tuple[str, int]:
         run.folder.mkdir(parents=True, exist_ok=True)
@@ -114,9 +154,44 @@ def run_grid(path: Path, jobs: int = 1, dry_run: bool = False) -> pd.DataFrame:
             return run.name, subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
 
     with ThreadPoolExecutor(max(jobs, 1)) as pool:
-        for name, code in pool.map(launch, todo):
-            print(f"  {name}: {'done' if code == 0 else f'FAILED (exit {code}, see train.log)'}")
+        for wave in waves:
+            ready = [r for r in wave if _source(r) not in failed]
+            for r in wave:
+                if r not in ready:
+                    print(f"  {r.name}: SKIPPED (the run it starts from failed)")
+                    failed.add(r.folder.resolve())
+            for run, (name, code) in zip(ready, pool.map(launch, ready), strict=True):
+                print(f"  {name}: {'done' if code == 0 else f'FAILED (exit {code}, see train.log)'}")
+                if code != 0:
+                    failed.add(run.folder.resolve())
     return collect(runs, out)
+
+
+def _source(run: GridRun) -> Path | None:
+    """The run folder ``init_from`` names (resolved), if any."""
+    args = run.args
+    for flag, value in zip(args, args[1:], strict=False):
+        if flag == "--set" and value.startswith("init_from="):
+            return Path(value.partition("=")[2]).resolve()
+    return None
+
+
+def _waves(todo: list[GridRun]) -> list[list[GridRun]]:
+    """``todo`` in waves: a run whose ``init_from`` is another pending run comes a wave later."""
+    folder_of = {r.folder.resolve(): r for r in todo}
+    depth: dict[str, int] = {}
+
+    def level(run: GridRun, seen: tuple[str, ...] = ()) -> int:
+        if run.name in seen:
+            raise ConfigError(f"grid runs start from each other in a cycle: {' -> '.join((*seen, run.name))}")
+        if run.name not in depth:
+            source = folder_of.get(_source(run))
+            depth[run.name] = 0 if source is None else level(source, (*seen, run.name)) + 1
+        return depth[run.name]
+
+    for run in todo:
+        level(run)
+    return [[r for r in todo if depth[r.name] == d] for d in range(max(depth.values(), default=-1) + 1)]
 
 
 def collect(runs: list[GridRun], out: Path) -> pd.DataFrame:

@@ -18,7 +18,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from llmesr.accel import autocast, check_precision, compile_encoders, grad_scaler, resolve_device
-from llmesr.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
+from llmesr.checkpoint import CheckpointError, init_from_run, load_checkpoint, load_weights, save_checkpoint
 from llmesr.config import ConfigError, RunConfig
 from llmesr.data.batching import epoch_batches
 from llmesr.data.dataset import SequenceDataset, load_dataset, resolve_data_path
@@ -194,7 +194,12 @@ class Trainer:
         except ValueError as err:
             raise ConfigError(str(err)) from None
         self.dist = init_distributed(self.device)
-        self.model = create_model(cfg, data).to(self.device)
+        self.model = create_model(cfg, data)
+        if cfg.init_from:  # a resumed run then overwrites these with its own last.pt
+            loaded = init_from_run(self.model, cfg.model, Path(cfg.init_from), data.dataset.fingerprint())
+            if self.dist.is_main:
+                print(f"init_from: {loaded}", flush=True)
+        self.model = self.model.to(self.device)
         if cfg.compile:
             compile_encoders(self.model)
         self.scaler = grad_scaler(self.device, cfg.precision)
