@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import patterned_rows, write_sequences_dir
 from llmesr.checkpoint import CheckpointError, load_checkpoint
 from llmesr.cli import main
 from llmesr.config import RunConfig
@@ -56,8 +57,6 @@ def test_runs_that_do_not_fit_are_refused_naming_the_reason(patterned_dir, tmp_p
 
 
 def test_a_run_of_another_dataset_is_refused_by_the_cli(patterned_dir, tmp_path, sasrec_run, capsys):
-    from tests.conftest import patterned_rows, write_sequences_dir
-
     other = write_sequences_dir(tmp_path / "other", patterned_rows(seed=5))
     args = ["train", "--data", str(other), "--model", "sasrec", "--out", str(tmp_path / "x"), *FAST]
     assert main([*args, "--set", f"init_from={sasrec_run}"]) == 2

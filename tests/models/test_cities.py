@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_contract import CausalContract, WrapperContract, train_steps
+from test_contract import BERT4RecBackbone, CausalContract, WrapperContract, train_steps
 
 from conftest import patterned_rows
 from llmesr.config import RunConfig, apply_overrides, load_yaml
@@ -54,12 +54,8 @@ class TestCITIESOnGRU4Rec(CITIESContract, CausalContract):
     backbone = "gru4rec"
 
 
-class TestCITIESOnBERT4Rec(CITIESContract):
-    backbone = "bert4rec"
-    # as for plain BERT4Rec: masked-item training needs more steps to overfit
-    overfit_steps = 600
-    overfit_settings = {"mask_prob": 0.4}
-    overfit_accuracy = 0.75
+class TestCITIESOnBERT4Rec(BERT4RecBackbone, CITIESContract):
+    pass
 
 
 def trained(backbone: str = "sasrec", steps: int = 5, **settings) -> CITIES:

@@ -114,6 +114,16 @@ class ModelContract:
         assert torch.isfinite(h).all()
 
 
+class BERT4RecBackbone:
+    """Mixed in first by a wrapper's BERT4Rec contract class: as for plain BERT4Rec, masked-item
+    training needs more steps to overfit."""
+
+    backbone = "bert4rec"
+    overfit_steps = 600
+    overfit_settings = {"mask_prob": 0.4}
+    overfit_accuracy = 0.75
+
+
 class WrapperContract(ModelContract):
     """For models that wrap a backbone (LLM-ESR, LLMInit), built by ``factory(backbone=..., ...)``."""
 

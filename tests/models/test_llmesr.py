@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_contract import CausalContract, WrapperContract
+from test_contract import BERT4RecBackbone, CausalContract, WrapperContract
 
 from conftest import patterned_rows
 from llmesr.data.sequences import Sequences
@@ -52,11 +52,8 @@ class TestLLMESROnGRU4Rec(LLMESRContract, CausalContract):
     backbone = "gru4rec"
 
 
-class TestLLMESROnBERT4Rec(LLMESRContract):
-    backbone = "bert4rec"
-    overfit_steps = 600
-    overfit_settings = {"mask_prob": 0.4}
-    overfit_accuracy = 0.75
+class TestLLMESROnBERT4Rec(BERT4RecBackbone, LLMESRContract):
+    pass
 
 
 def test_id_table_starts_as_the_pca_table_and_semantic_table_is_frozen():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_contract import CausalContract, WrapperContract
+from test_contract import BERT4RecBackbone, CausalContract, WrapperContract
 
 from llmesr.models import LLMInit, model_config
 
@@ -45,12 +45,8 @@ class TestLLMInitOnGRU4Rec(LLMInitContract, CausalContract):
     backbone = "gru4rec"
 
 
-class TestLLMInitOnBERT4Rec(LLMInitContract):
-    backbone = "bert4rec"
-    # as for plain BERT4Rec: masked-item training needs more steps to overfit
-    overfit_steps = 600
-    overfit_settings = {"mask_prob": 0.4}
-    overfit_accuracy = 0.75
+class TestLLMInitOnBERT4Rec(BERT4RecBackbone, LLMInitContract):
+    pass
 
 
 @pytest.mark.parametrize("backbone", ["sasrec", "gru4rec", "bert4rec"])

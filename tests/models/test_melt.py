@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_contract import CausalContract, WrapperContract, train_steps
+from test_contract import BERT4RecBackbone, CausalContract, WrapperContract, train_steps
 
 from conftest import patterned_rows
 from llmesr.config import RunConfig, apply_overrides
@@ -72,12 +72,8 @@ class TestMELTOnGRU4Rec(MELTContract, CausalContract):
     backbone = "gru4rec"
 
 
-class TestMELTOnBERT4Rec(MELTContract):
-    backbone = "bert4rec"
-    # as for plain BERT4Rec: masked-item training needs more steps to overfit
-    overfit_steps = 600
-    overfit_settings = {"mask_prob": 0.4}
-    overfit_accuracy = 0.75
+class TestMELTOnBERT4Rec(BERT4RecBackbone, MELTContract):
+    pass
 
 
 def test_contexts_are_the_authors_item_contexts():

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_contract import CausalContract, WrapperContract
+from test_contract import BERT4RecBackbone, CausalContract, WrapperContract
 
 from conftest import patterned_rows
 from llmesr.config import RunConfig, apply_overrides, resolve_config
@@ -69,12 +69,8 @@ class TestConOnGRU4Rec(ConContract, CausalContract):
     backbone = "gru4rec"
 
 
-class TestConOnBERT4Rec(ConContract):
-    backbone = "bert4rec"
-    # as for plain BERT4Rec: masked-item training needs more steps to overfit
-    overfit_steps = 600
-    overfit_settings = {"mask_prob": 0.4}
-    overfit_accuracy = 0.75
+class TestConOnBERT4Rec(BERT4RecBackbone, ConContract):
+    pass
 
 
 class TestGenOnSASRec(GenContract, CausalContract):
