@@ -255,6 +255,18 @@ class BackboneWrapper(SequentialRecommender):
         self.backbone = build_model(config.backbone, model_config(config.backbone, settings))
         self.is_bert = config.backbone == "bert4rec"
 
+    @classmethod
+    def for_training(
+        cls, config: WrapperConfig, train: Sequences, artifacts: dict[str, np.ndarray] | None
+    ) -> BackboneWrapper:
+        model = cls(config)
+        model.set_training_data(train)
+        return model
+
+    def set_training_data(self, train: Sequences) -> None:
+        """What the method reads from the training split (head/tail groups, item contexts), kept in
+        buffers when inference needs it; nothing by default."""
+
     def hidden_states(self, seq: torch.Tensor) -> torch.Tensor:
         return self.backbone.hidden_states(seq)
 

@@ -150,14 +150,6 @@ class CITIES(BackboneWrapper):
     config: CITIESConfig
     needs_semantic = False
 
-    @classmethod
-    def for_training(
-        cls, config: CITIESConfig, train: Sequences, artifacts: dict[str, np.ndarray] | None
-    ) -> CITIES:
-        model = cls(config)
-        model.set_training_data(train)
-        return model
-
     def __init__(self, config: CITIESConfig) -> None:
         super().__init__(config)
         cfg, h = config, config.hidden_size

@@ -161,14 +161,6 @@ class MELT(BackboneWrapper):
     config: MELTConfig
     needs_semantic = False
 
-    @classmethod
-    def for_training(
-        cls, config: MELTConfig, train: Sequences, artifacts: dict[str, np.ndarray] | None
-    ) -> MELT:
-        model = cls(config)
-        model.set_training_data(train)
-        return model
-
     def __init__(self, config: MELTConfig) -> None:
         super().__init__(config)  # the backbone's table is trained (and rebuilt for tail items)
         h = config.hidden_size
