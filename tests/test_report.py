@@ -237,6 +237,9 @@ def test_settings_left_at_none_are_the_model_default():
     # SASRec never reads distill_weight, so a grid-wide value does not split it into two methods.
     assert normalise({"model": "sasrec", "distill_weight": 0.5}) == normalise({"model": "sasrec"})
     assert normalise({"model": "gru4rec", "backbone": "sasrec"})[1] == "gru4rec"
+    # Fine-tuned runs start from their own seed's run: one method, apart from the from-scratch one.
+    tuned = [normalise({"model": "melt", "init_from": f"runs/model=sasrec__seed={s}"}) for s in (1, 2)]
+    assert tuned[0] == tuned[1] != normalise({"model": "melt", "init_from": None})
 
 
 def test_quantile_bins_merge_ties_and_name_their_ranges():

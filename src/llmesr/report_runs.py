@@ -76,6 +76,8 @@ def normalise(values: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     for key, value in values.items():
         if key in IGNORED:
             continue
+        if key == "init_from":  # each seed starts from its own run: what counts is whether it did
+            value = value is not None
         if key in MODEL_KEYS and declared is not None:
             if key not in declared:
                 continue  # the model never reads it: e.g. distill_weight set grid-wide on SASRec
