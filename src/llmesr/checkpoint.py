@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from llmesr.io import atomic_torch_save
+from llmesr.models import BackboneConfig, model_config
 
 FORMAT = "llmesr-checkpoint-v1"
 
@@ -82,23 +83,26 @@ def load_weights(model: torch.nn.Module, state_dict: dict, path: Path) -> None:
         raise CheckpointError(f"{path}: weights do not fit the model it describes ({detail})") from None
 
 
+def checkpoint_model_config(path: Path, ckpt: dict) -> BackboneConfig:
+    """The model config a checkpoint records, refused (naming the file) when no model accepts it."""
+    try:
+        return model_config(ckpt["model"], ckpt["model_config"])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: holds an unusable model configuration ({err})") from None
+
+
 def init_from_run(model: torch.nn.Module, model_name: str, source: Path, fingerprint: str) -> str:
     """Start ``model`` from the best weights of a finished run (its folder, or a checkpoint file):
     all of it when that run trained the same model with the same settings, or a wrapper's
     ``backbone`` when it trained that backbone plain (CITIES and MELT fine-tune a converged
     backbone in their papers). Returns what was loaded, for the log; anything that does not fit is
     a :class:`CheckpointError` naming the file."""
-    from llmesr.models import model_config
-
     path = Path(source)
     path = path / "best.pt" if path.is_dir() else path
     if not path.exists():
         raise CheckpointError(f"init_from: no finished run at {source} ({path} is missing)")
     ckpt = load_checkpoint(path, fingerprint=fingerprint)
-    try:
-        stored = model_config(ckpt["model"], ckpt["model_config"]).to_dict()
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{path}: holds an unusable model configuration ({err})") from None
+    stored = checkpoint_model_config(path, ckpt).to_dict()
     backbone = getattr(model, "backbone", None)
     if ckpt["model"] == model_name and stored == model.config.to_dict():
         load_weights(model, ckpt["state_dict"], path)
@@ -114,5 +118,4 @@ def init_from_run(model: torch.nn.Module, model_name: str, source: Path, fingerp
     wants = f"{model_name} with the same settings"
     if backbone is not None:
         wants += f", or plain {model.config.backbone}"
-
     raise CheckpointError(f"init_from: {path} trained {ckpt['model']}; this run needs {wants}")

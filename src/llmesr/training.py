@@ -18,7 +18,14 @@ import yaml
 from tqdm.auto import tqdm
 
 from llmesr.accel import autocast, check_precision, compile_encoders, grad_scaler, resolve_device
-from llmesr.checkpoint import CheckpointError, init_from_run, load_checkpoint, load_weights, save_checkpoint
+from llmesr.checkpoint import (
+    CheckpointError,
+    checkpoint_model_config,
+    init_from_run,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+)
 from llmesr.config import ConfigError, RunConfig
 from llmesr.data.batching import epoch_batches
 from llmesr.data.dataset import SequenceDataset, load_dataset, resolve_data_path
@@ -28,7 +35,7 @@ from llmesr.data.split import Split, make_split
 from llmesr.distributed import init_distributed, wrap
 from llmesr.evaluation import describe_ranks, rank_targets, sampled_negatives, summarize
 from llmesr.io import append_jsonl, atomic_save_npy, atomic_save_npz, atomic_write_json, atomic_write_text
-from llmesr.models import MODELS, BackboneConfig, SequentialRecommender, build_model, model_config
+from llmesr.models import MODELS, SequentialRecommender, build_model, model_config
 
 
 @dataclass
@@ -119,14 +126,6 @@ def model_from_checkpoint(path: Path, fingerprint: str | None = None) -> Sequent
     load_weights(model, ckpt["state_dict"], path)
     model.eval()
     return model
-
-
-def checkpoint_model_config(path: Path, ckpt: dict) -> BackboneConfig:
-    """The model config a checkpoint records, refused (naming the file) when no model accepts it."""
-    try:
-        return model_config(ckpt["model"], ckpt["model_config"])
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{path}: holds an unusable model configuration ({err})") from None
 
 
 def evaluate_model(model: SequentialRecommender, data: RunData, cfg: RunConfig, name: str) -> dict:
