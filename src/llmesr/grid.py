@@ -47,6 +47,7 @@ class GridRun:
     folder: Path
     settings: dict  # the grid values of this run
     args: list[str]  # llmesr train arguments
+    source: Path | None = None  # the run folder its init_from names (resolved), if any
 
 
 def load_grid(path: Path) -> tuple[list[GridRun], Path]:
@@ -94,12 +95,14 @@ def load_grid(path: Path) -> tuple[list[GridRun], Path]:
             if _text(settings[key]) == text:
                 chosen.update(extra)
         chosen = {k: _fill(v, settings, out, path) for k, v in chosen.items()}
-        sets = [f"{k}={_text(v)}" for k, v in {**chosen, **settings}.items()]
+        overrides = {**chosen, **settings}
+        sets = [f"{k}={_text(v)}" for k, v in overrides.items()]
         resolve_config(configs, sets)  # fail now, naming the key, rather than mid-grid
         name = "__".join(f"{k}={_text(v)}" for k, v in settings.items()) or "run"
         folder = out / name
         args = [*(a for c in configs for a in ("--config", str(c))), *(a for s in sets for a in ("--set", s))]
-        runs.append(GridRun(name, folder, settings, ["--out", str(folder), *args]))
+        source = Path(str(overrides["init_from"])).resolve() if overrides.get("init_from") else None
+        runs.append(GridRun(name, folder, settings, ["--out", str(folder), *args], source))
     return runs, out
 
 
@@ -155,7 +158,7 @@ def run_grid(path: Path, jobs: int = 1, dry_run: bool = False) -> pd.DataFrame:
 
     with ThreadPoolExecutor(max(jobs, 1)) as pool:
         for wave in waves:
-            ready = [r for r in wave if _source(r) not in failed]
+            ready = [r for r in wave if r.source not in failed]
             for r in wave:
                 if r not in ready:
                     print(f"  {r.name}: SKIPPED (the run it starts from failed)")
@@ -167,15 +170,6 @@ def run_grid(path: Path, jobs: int = 1, dry_run: bool = False) -> pd.DataFrame:
     return collect(runs, out)
 
 
-def _source(run: GridRun) -> Path | None:
-    """The run folder ``init_from`` names (resolved), if any."""
-    args = run.args
-    for flag, value in zip(args, args[1:], strict=False):
-        if flag == "--set" and value.startswith("init_from="):
-            return Path(value.partition("=")[2]).resolve()
-    return None
-
-
 def _waves(todo: list[GridRun]) -> list[list[GridRun]]:
     """``todo`` in waves: a run whose ``init_from`` is another pending run comes a wave later."""
     folder_of = {r.folder.resolve(): r for r in todo}
@@ -185,7 +179,7 @@ def _waves(todo: list[GridRun]) -> list[list[GridRun]]:
         if run.name in seen:
             raise ConfigError(f"grid runs start from each other in a cycle: {' -> '.join((*seen, run.name))}")
         if run.name not in depth:
-            source = folder_of.get(_source(run))
+            source = folder_of.get(run.source)
             depth[run.name] = 0 if source is None else level(source, (*seen, run.name)) + 1
         return depth[run.name]
 
