@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from llmesr.cli import load_run_config
 from llmesr.evaluation import exclude_items, metrics_from_ranks
 from llmesr.serving.cold_start import ColdItems, estimated_id_row
-from llmesr.training import model_from_checkpoint, prepare_data, semantic_artifacts
+from llmesr.serving.export import id_start_map
+from llmesr.training import model_from_checkpoint, prepare_data
 
 
 def cold_rows(model, table, cold, start_map, neighbours):
@@ -70,9 +71,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     cold = torch.from_numpy(np.sort(rng.choice(np.unique(split.targets), args.cold_items, replace=False)))
 
-    start = torch.from_numpy(semantic_artifacts(cfg, data, h, 0)["item_pca"]).float()
-    design = torch.cat([model.semantic[1:].float(), torch.ones(len(start) - 1, 1)], dim=1)
-    start_map = torch.linalg.lstsq(design.double(), start[1:].double()).solution.float()
+    start_map = torch.from_numpy(id_start_map(cfg, data, model))  # what the exported bundle carries
     rows, items = cold_rows(model, table, cold, start_map, args.neighbours)
     mean_rows, mean_items = cold_rows(model, table, cold, None, args.neighbours)
 
