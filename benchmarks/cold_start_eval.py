@@ -71,7 +71,8 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     cold = torch.from_numpy(np.sort(rng.choice(np.unique(split.targets), args.cold_items, replace=False)))
 
-    start_map = torch.from_numpy(id_start_map(cfg, data, model))  # what the exported bundle carries
+    start_map = id_start_map(cfg, data, model)  # what the exported bundle carries; None without a PCA start
+    start_map = None if start_map is None else torch.from_numpy(start_map)
     rows, items = cold_rows(model, table, cold, start_map, args.neighbours)
     mean_rows, mean_items = cold_rows(model, table, cold, None, args.neighbours)
 
