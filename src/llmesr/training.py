@@ -36,6 +36,7 @@ from llmesr.distributed import init_distributed, wrap
 from llmesr.evaluation import describe_ranks, rank_targets, sampled_negatives, summarize
 from llmesr.io import append_jsonl, atomic_save_npy, atomic_save_npz, atomic_write_json, atomic_write_text
 from llmesr.models import MODELS, SequentialRecommender, build_model, model_config
+from llmesr.semantic.artifacts import SemanticArtifacts
 
 
 @dataclass
@@ -99,10 +100,10 @@ def create_model(cfg: RunConfig, data: RunData) -> SequentialRecommender:
         raise ConfigError(f"model {cfg.model!r}: {err}") from None
 
 
-def semantic_artifacts(cfg: RunConfig, data: RunData, width: int, neighbours: int) -> dict[str, np.ndarray]:
+def semantic_artifacts(cfg: RunConfig, data: RunData, width: int, neighbours: int) -> SemanticArtifacts:
     """The semantic step's outputs for this dataset and split (computed first if not cached),
     checked against the model: PCA ``width`` and at least ``neighbours`` similar users each."""
-    from llmesr.semantic.pipeline import check_artifacts, embed_for_config, load_artifacts, load_semantic_dir
+    from llmesr.semantic.pipeline import embed_for_config, load_artifacts, load_semantic_dir
 
     if cfg.semantic_dir:
         folder = Path(cfg.semantic_dir)
@@ -114,7 +115,7 @@ def semantic_artifacts(cfg: RunConfig, data: RunData, width: int, neighbours: in
         folder, _ = embed_for_config(cfg, data.dataset, data.split)
         art = load_artifacts(folder, data.dataset)
     try:
-        check_artifacts(art, folder, data.dataset.n_items, data.dataset.n_users, width, neighbours)
+        art.check(folder, data.dataset.n_items, data.dataset.n_users, width, neighbours)
     except ValueError as err:
         raise ConfigError(f"semantic artifacts rejected: {err}") from None
     return art

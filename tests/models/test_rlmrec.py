@@ -17,6 +17,7 @@ from llmesr.config import RunConfig, apply_overrides, resolve_config
 from llmesr.data.sequences import Sequences
 from llmesr.models import RLMRec, build_model, model_config
 from llmesr.models.rlmrec import choose_masked, info_nce
+from llmesr.semantic.artifacts import SemanticArtifacts
 
 N_ITEMS, N_USERS, SEM_DIM = 20, 60, 24
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -259,7 +260,7 @@ def test_checkpoint_holds_no_semantic_table_and_scores_the_same(variant, tmp_pat
 
 def test_for_training_takes_the_semantic_width_from_the_artifacts():
     items, users = tables()
-    art = {"item_embeddings": items[:, :10], "user_embeddings": users[:, :10]}
+    art = SemanticArtifacts(items[:, :10], items[:, :4], users[:, :10], np.zeros((len(users), 1), dtype=int))
     config = model_config("rlmrec", settings_for("sasrec", rlmrec_variant="gen"))
     model = RLMRec.for_training(config, Sequences.from_lists([[1, 2]]), art)
     assert model.config.semantic_dim == 10 and model.to_semantic[-1].out_features == 10

@@ -50,10 +50,10 @@ def test_outputs_have_the_documented_shapes(tmp_path, minilm):
     data, split = small_dataset(tmp_path)
     run_semantic_step(data, split, minilm, SETTINGS, tmp_path / "out", tmp_path / "cache", progress=False)
     art = load_artifacts(tmp_path / "out", data)
-    assert art["item_embeddings"].shape == (21, 384) and not art["item_embeddings"][0].any()
-    assert art["item_pca"].shape == (21, 8) and not art["item_pca"][0].any()
-    assert art["user_embeddings"].shape == (40, 384)
-    sim = art["similar_users"]
+    assert art.item_embeddings.shape == (21, 384) and not art.item_embeddings[0].any()
+    assert art.item_pca.shape == (21, 8) and not art.item_pca[0].any()
+    assert art.user_embeddings.shape == (40, 384)
+    sim = art.similar_users
     assert sim.shape == (40, 5) and not (sim == np.arange(40)[:, None]).any()
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["dataset"]["fingerprint"] == data.fingerprint()

@@ -148,7 +148,7 @@ def test_id_start_map_reproduces_the_pca_start_and_drives_cold_start_rows(bundle
     assert not (bundles / "sasrec_bundle" / "id_start_map.npy").exists()  # no semantic view, no map
     bundle = Bundle(folder, cold_start_neighbours=3)
     cfg = load_run_config(bundles / "llmesr")
-    start = semantic_artifacts(cfg, prepare_data(cfg), bundle.model.config.hidden_size, 0)["item_pca"]
+    start = semantic_artifacts(cfg, prepare_data(cfg), bundle.model.config.hidden_size, 0).item_pca
     trained = bundle.model.semantic[1 : bundle.trained_items + 1]
     mapped = trained @ bundle._start_map[:-1] + bundle._start_map[-1]
     np.testing.assert_allclose(mapped.numpy(), start[1:], atol=1e-5)

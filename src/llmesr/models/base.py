@@ -22,6 +22,7 @@ from torch import nn
 from llmesr.data.sequences import Sequences
 from llmesr.models.losses import LOSSES, ranking_loss, sample_negatives
 from llmesr.models.transformer import Dropout
+from llmesr.semantic.artifacts import SemanticArtifacts
 
 
 @dataclass
@@ -104,7 +105,7 @@ class SequentialRecommender(nn.Module):
 
     @classmethod
     def for_training(
-        cls, config: BackboneConfig, train: Sequences, artifacts: dict[str, np.ndarray] | None
+        cls, config: BackboneConfig, train: Sequences, artifacts: SemanticArtifacts | None
     ) -> SequentialRecommender:
         """The model as the trainer builds it: models that learn from the training histories (item
         popularity, similar users) or the semantic artifacts override this. A model rebuilt from a
@@ -257,7 +258,7 @@ class BackboneWrapper(SequentialRecommender):
 
     @classmethod
     def for_training(
-        cls, config: WrapperConfig, train: Sequences, artifacts: dict[str, np.ndarray] | None
+        cls, config: WrapperConfig, train: Sequences, artifacts: SemanticArtifacts | None
     ) -> BackboneWrapper:
         model = cls(config)
         model.set_training_data(train)

@@ -31,6 +31,7 @@ from torch import nn
 from llmesr.data.sequences import Sequences
 from llmesr.models.base import SequentialRecommender, WrapperConfig
 from llmesr.models.transformer import attend, attention_mask
+from llmesr.semantic.artifacts import SemanticArtifacts
 
 
 @dataclass
@@ -111,11 +112,11 @@ class LLMESR(SequentialRecommender):
 
     @classmethod
     def for_training(
-        cls, config: LLMESRConfig, train: Sequences, artifacts: dict[str, np.ndarray] | None
+        cls, config: LLMESRConfig, train: Sequences, artifacts: SemanticArtifacts | None
     ) -> LLMESR:
-        config = replace(config, semantic_dim=int(artifacts["item_embeddings"].shape[1]))
-        model = cls(config, artifacts["item_embeddings"], artifacts["item_pca"])
-        model.set_retrieval(artifacts["similar_users"], train)
+        config = replace(config, semantic_dim=artifacts.semantic_dim)
+        model = cls(config, artifacts.item_embeddings, artifacts.item_pca)
+        model.set_retrieval(artifacts.similar_users, train)
         return model
 
     def __init__(

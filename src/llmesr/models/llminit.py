@@ -15,6 +15,7 @@ import torch
 
 from llmesr.data.sequences import Sequences
 from llmesr.models.base import BackboneWrapper, WrapperConfig
+from llmesr.semantic.artifacts import SemanticArtifacts
 
 
 @dataclass
@@ -28,9 +29,9 @@ class LLMInit(BackboneWrapper):
 
     @classmethod
     def for_training(
-        cls, config: LLMInitConfig, train: Sequences, artifacts: dict[str, np.ndarray] | None
+        cls, config: LLMInitConfig, train: Sequences, artifacts: SemanticArtifacts | None
     ) -> LLMInit:
-        return cls(config, artifacts["item_pca"])
+        return cls(config, artifacts.item_pca)
 
     def __init__(self, config: LLMInitConfig, pca_table: np.ndarray | None = None) -> None:
         super().__init__(config)

@@ -62,6 +62,7 @@ from torch import nn
 
 from llmesr.data.sequences import Sequences
 from llmesr.models.base import BackboneWrapper, WrapperConfig
+from llmesr.semantic.artifacts import SemanticArtifacts
 
 # variant -> (weight, temperature): the authors' settings for their Amazon data (LightGCN configs).
 VARIANT_DEFAULTS = {"con": (0.01, 0.2), "gen": (0.1, 0.5)}
@@ -149,10 +150,10 @@ class RLMRec(BackboneWrapper):
 
     @classmethod
     def for_training(
-        cls, config: RLMRecConfig, train: Sequences, artifacts: dict[str, np.ndarray] | None
+        cls, config: RLMRecConfig, train: Sequences, artifacts: SemanticArtifacts | None
     ) -> RLMRec:
-        config = replace(config, semantic_dim=int(artifacts["item_embeddings"].shape[1]))
-        return cls(config, artifacts["item_embeddings"], artifacts["user_embeddings"])
+        config = replace(config, semantic_dim=artifacts.semantic_dim)
+        return cls(config, artifacts.item_embeddings, artifacts.user_embeddings)
 
     def __init__(
         self,

@@ -30,13 +30,14 @@ from llmesr.config import ConfigError, read_json
 from llmesr.data.dataset import SequenceDataset
 from llmesr.data.split import Split
 from llmesr.io import atomic_save_npy, atomic_write_json
+from llmesr.semantic.artifacts import SemanticArtifacts
 from llmesr.semantic.cache import embed_texts
 from llmesr.semantic.encoders import EncoderError, TextEncoder, load_precomputed, one_line
 from llmesr.semantic.pca import pca_project
 from llmesr.semantic.prompts import USER_TEMPLATE, item_prompts, item_titles, user_prompts
 from llmesr.semantic.retrieval import similar_users
 
-FILES = ("item_embeddings.npy", "item_pca.npy", "user_embeddings.npy", "similar_users.npy")
+FILES = SemanticArtifacts.files()
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def _load_npy(path: Path) -> np.ndarray:
         raise ValueError(f"{path}: unreadable .npy file ({one_line(err)})") from None
 
 
-def load_artifacts(folder: Path, dataset: SequenceDataset) -> dict[str, np.ndarray] | None:
+def load_artifacts(folder: Path, dataset: SequenceDataset) -> SemanticArtifacts | None:
     """The finished outputs of ``folder`` if they are complete and belong to ``dataset`` (else None);
     a damaged file raises a ``ValueError`` naming it."""
     manifest = folder / "manifest.json"
@@ -96,10 +97,10 @@ def load_artifacts(folder: Path, dataset: SequenceDataset) -> dict[str, np.ndarr
         return None
     if read_manifest(folder)["dataset"]["fingerprint"] != dataset.fingerprint():
         return None
-    return {f.removesuffix(".npy"): _load_npy(folder / f) for f in FILES}
+    return SemanticArtifacts(*(_load_npy(folder / f) for f in FILES))
 
 
-def load_semantic_dir(folder: Path, dataset: SequenceDataset, split: Split) -> dict[str, np.ndarray]:
+def load_semantic_dir(folder: Path, dataset: SequenceDataset, split: Split) -> SemanticArtifacts:
     """The artifacts of a finished ``llmesr embed --out`` folder, refused with a ``ValueError`` naming
     the folder when they are incomplete or were made for another dataset or split."""
     missing = [f for f in ("manifest.json", *FILES) if not (folder / f).exists()]
@@ -112,38 +113,6 @@ def load_semantic_dir(folder: Path, dataset: SequenceDataset, split: Split) -> d
             f"{made_for['split']}), not {dataset.name!r} ({dataset.fingerprint()}, {split.protocol})"
         )
     return load_artifacts(folder, dataset)
-
-
-def check_artifacts(
-    art: dict[str, np.ndarray], folder: Path, n_items: int, n_users: int, width: int, neighbours: int
-) -> None:
-    """Refuse semantic artifacts that cannot belong to this dataset and model: wrong row counts or
-    widths, NaN/Inf vectors, neighbour lists out of range. Raises ``ValueError`` naming the file."""
-    expected = {
-        "item_embeddings": (n_items + 1, None),
-        "item_pca": (n_items + 1, width),
-        "user_embeddings": (n_users, None),
-        "similar_users": (n_users, None),
-    }
-    for name, (rows, cols) in expected.items():
-        a = art[name]
-        where = folder / f"{name}.npy"
-        kinds = "iu" if name == "similar_users" else "f"
-        if a.dtype.kind not in kinds:
-            want = "integer user ids" if name == "similar_users" else "floating-point vectors"
-            raise ValueError(f"{where}: dtype {a.dtype}, expected {want}")
-        if a.ndim != 2 or a.shape[0] != rows or (cols is not None and a.shape[1] != cols):
-            want = f"({rows}, {cols if cols is not None else 'd'})"
-            raise ValueError(f"{where}: shape {a.shape}, expected {want} for this dataset and model")
-        if a.dtype.kind == "f" and not np.isfinite(a).all():
-            raise ValueError(f"{where}: contains NaN or Inf")
-    sim = art["similar_users"]
-    if sim.shape[1] < neighbours:
-        raise ValueError(
-            f"{folder / 'similar_users.npy'}: {sim.shape[1]} neighbours per user, {neighbours} needed"
-        )
-    if sim.size and (sim.min() < 0 or sim.max() >= n_users):
-        raise ValueError(f"{folder / 'similar_users.npy'}: user ids outside 0..{n_users - 1}")
 
 
 def _finished_manifest(

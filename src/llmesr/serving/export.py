@@ -72,7 +72,7 @@ def id_start_map(cfg, data, model) -> np.ndarray | None:
     mcfg = model.config
     if cfg.model != "llmesr" or not (mcfg.use_collaborative and mcfg.use_semantic) or mcfg.id_init != "pca":
         return None
-    start = semantic_artifacts(cfg, data, mcfg.hidden_size, neighbours=0)["item_pca"][1:].astype(np.float64)
+    start = semantic_artifacts(cfg, data, mcfg.hidden_size, neighbours=0).item_pca[1:].astype(np.float64)
     emb = model.semantic.detach()[1 : mcfg.n_items + 1].double().numpy()
     design = np.hstack([emb, np.ones((len(emb), 1))])
     mapping = np.linalg.lstsq(design, start, rcond=None)[0]
