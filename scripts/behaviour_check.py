@@ -162,8 +162,8 @@ def main() -> int:
     # through the models trained on it, and recomputing it costs minutes.
     default_cache = Path(tempfile.gettempdir()) / "llmesr_behaviour_cache"
     cache = Path(os.environ.get("LLMESR_BEHAVIOUR_CACHE", default_cache))
-    # Runs and report live under one fixed path: the report names run folders.
-    fixed = Path(tempfile.gettempdir()) / "llmesr_behaviour_work"
+    # Wiped at the start: two checks running at once need two LLMESR_BEHAVIOUR_WORK folders.
+    fixed = Path(os.environ.get("LLMESR_BEHAVIOUR_WORK", default_cache.with_name("llmesr_behaviour_work")))
     shutil.rmtree(fixed, ignore_errors=True)
     fixed.mkdir(parents=True)
     got = {"runs": train_all(fixed, cache), **report_and_bundle(fixed)}
