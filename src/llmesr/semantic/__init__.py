@@ -1,7 +1,8 @@
 """The offline semantic step: prompts, text encoders, the embedding cache, PCA and similar users."""
 
 from llmesr.semantic.cache import embed_texts
-from llmesr.semantic.encoders import EncoderError, TextEncoder, load_precomputed, make_encoder
+from llmesr.semantic.encoder_table import make_encoder
+from llmesr.semantic.encoders import EncoderError, TextEncoder, load_precomputed
 from llmesr.semantic.local_encoders import HuggingFaceEncoder, MiniLMEncoder, SentenceTransformerEncoder
 from llmesr.semantic.openai_encoder import OpenAIEncoder
 from llmesr.semantic.pca import pca_project

@@ -10,8 +10,8 @@ cache keys on it, so two encoders with the same identity must give the same vect
   mean or last-token pooling.
 * :class:`OpenAIEncoder` - an OpenAI-compatible ``/embeddings`` endpoint (OpenAI, vLLM, TEI, Ollama).
 * :func:`load_precomputed` - embeddings computed elsewhere, from ``.npy`` or Parquet.
-* :func:`make_encoder` - the factory used by configs (``"minilm"``, ``"st:..."``, ``"hf:..."``,
-  ``"openai:..."``).
+* :func:`llmesr.semantic.encoder_table.make_encoder` - the factory used by configs (``"minilm"``,
+  ``"st:..."``, ``"hf:..."``, ``"openai:..."``), a table of the encoder classes by spec prefix.
 
 The concrete encoders live in :mod:`llmesr.semantic.local_encoders` and
 :mod:`llmesr.semantic.openai_encoder`; the heavy libraries (torch, transformers,
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import inspect
 import logging
 import os
 from collections.abc import Iterator
@@ -209,49 +208,3 @@ def _is_list_type(arrow_type: Any) -> bool:
         or pa.types.is_large_list(arrow_type)
         or pa.types.is_fixed_size_list(arrow_type)
     )
-
-
-# --------------------------------------------------------------------------------------------------
-# Factory
-
-SPEC_FORMS = (
-    "minilm",
-    "st:<name_or_path>",
-    "hf:<path>",
-    "openai:<model>",
-)
-
-
-def make_encoder(spec: str = "minilm", **options: Any) -> TextEncoder:
-    """An encoder from a config string.
-
-    * ``"minilm"`` - :class:`MiniLMEncoder` (options: device, batch_size, normalize, max_seq_length)
-    * ``"st:<name_or_path>"`` - :class:`SentenceTransformerEncoder`
-    * ``"hf:<path>"`` - :class:`HuggingFaceEncoder` (options: pooling, max_length, dtype, ...)
-    * ``"openai:<model>"`` - :class:`OpenAIEncoder` (options: base_url, api_key_env, batch_size, ...)
-    """
-    from llmesr.semantic.local_encoders import HuggingFaceEncoder, MiniLMEncoder, SentenceTransformerEncoder
-    from llmesr.semantic.openai_encoder import OpenAIEncoder
-
-    text = (spec or "").strip()
-    prefix, sep, rest = text.partition(":")
-    prefix = prefix.lower()
-    rest = rest.strip()
-    cls: type
-    args: tuple[Any, ...]
-    if text.lower() == "minilm":
-        cls, args = MiniLMEncoder, ()
-    elif sep and prefix in ("st", "hf", "openai") and rest:
-        cls = {"st": SentenceTransformerEncoder, "hf": HuggingFaceEncoder, "openai": OpenAIEncoder}[prefix]
-        args = (rest,)
-    else:
-        raise EncoderError(f"unknown encoder spec {spec!r}; accepted forms: {', '.join(SPEC_FORMS)}")
-    # A misspelled option would otherwise surface as a TypeError from deep inside the constructor.
-    parameters = inspect.signature(cls.__init__).parameters
-    accepted = [name for name in parameters if name != "self"][len(args) :]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise EncoderError(
-            f"unknown option(s) {', '.join(unknown)} for encoder {text!r}; accepted: {', '.join(accepted)}"
-        )
-    return cls(*args, **options)

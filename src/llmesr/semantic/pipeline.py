@@ -263,7 +263,7 @@ def embed_for_config(
 ) -> tuple[Path, dict]:
     """Run (or reuse) the semantic step as a :class:`llmesr.config.RunConfig` describes it.
     Returns the artifact folder (``out_dir`` or the keyed default) and the manifest."""
-    from llmesr.semantic.encoders import make_encoder
+    from llmesr.semantic.encoder_table import make_encoder
 
     settings = settings_from_config(cfg, pca_dim=cfg.hidden_size or 64)
     # A bad precomputed file fails before the encoder (possibly a large LLM) is loaded.

@@ -328,7 +328,8 @@ class Bundle:
 
     def encoder(self):
         """The bundle's text encoder, loaded on first use and checked against the bundle's identity."""
-        from llmesr.semantic.encoders import EncoderError, make_encoder
+        from llmesr.semantic.encoder_table import make_encoder
+        from llmesr.semantic.encoders import EncoderError
 
         if self._encoder is None:
             enc = self.meta["encoder"]
