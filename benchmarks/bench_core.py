@@ -17,7 +17,8 @@ import time
 import torch
 
 from llmesr.config import RunConfig, apply_overrides
-from llmesr.training import Trainer, evaluate_model, prepare_data
+from llmesr.runs import evaluate_split, prepare_data
+from llmesr.training import Trainer
 
 
 def peak_rss_mib() -> float:
@@ -65,7 +66,7 @@ def main() -> None:
         trainer.epoch += 1
         epochs.append(time.perf_counter() - t)
     t = time.perf_counter()
-    result = evaluate_model(trainer.model, data, cfg, "test")
+    result = evaluate_split(trainer.model, data, cfg, "test")[0]
     eval_s = time.perf_counter() - t
 
     print(

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from llmesr.config import RunConfig, apply_overrides
-from llmesr.training import Trainer, prepare_data
+from llmesr.runs import prepare_data
+from llmesr.training import Trainer
 
 
 def timed_epoch(cfg: RunConfig, data, warmup: bool = True) -> tuple[float, Trainer]:

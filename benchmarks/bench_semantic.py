@@ -19,9 +19,9 @@ import numpy as np
 from llmesr.config import RunConfig, apply_overrides
 from llmesr.evaluation import evaluate
 from llmesr.models.heuristics import Popularity, SemanticNeighbour
+from llmesr.runs import prepare_data
 from llmesr.semantic import embed_texts, item_prompts, make_encoder, recall_at_k, similar_users
 from llmesr.semantic.pipeline import FILES, artifact_dir, default_cache_root, settings_from_config
-from llmesr.training import prepare_data
 
 
 def main() -> None:

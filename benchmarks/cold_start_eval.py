@@ -24,11 +24,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from llmesr.checkpoint import model_from_checkpoint
 from llmesr.cli import load_run_config
 from llmesr.evaluation import exclude_items, metrics_from_ranks
+from llmesr.runs import prepare_data
 from llmesr.serving.cold_start import ColdItems, estimated_id_row
 from llmesr.serving.export import id_start_map
-from llmesr.training import model_from_checkpoint, prepare_data
 
 
 def cold_rows(model, table, cold, start_map, neighbours):

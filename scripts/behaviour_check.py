@@ -68,7 +68,9 @@ BACKBONES = {
     "bert4rec": {"loss": "ce", "negatives": 1, "attn_dropout": 0.2, "mask_prob": 0.4},
     "gru4rec": {"loss": "ce", "negatives": 1},
 }
-GRU_SKIP = {"attn_dropout", "causal", "mask_prob"}
+# Settings plain GRU4Rec does not read (the library refuses them on the command line; before it
+# did, they were ignored, so the recorded runs are the same).
+GRU_SKIP = {"num_heads", "inner_size"}
 WRAPPERS = {
     "llmesr": {"distill_weight": 0.1, "distill_users": 5, "teacher": "cached", "teacher_refresh": 1},
     "llminit": {},
@@ -83,10 +85,13 @@ def run_specs() -> dict[str, dict]:
     """Run name -> every setting of that run."""
     specs = {}
     for backbone, own in BACKBONES.items():
-        specs[backbone] = {**COMMON, "model": backbone, **own}
+        plain = {k: v for k, v in COMMON.items() if backbone != "gru4rec" or k not in GRU_SKIP}
+        specs[backbone] = {**plain, "model": backbone, **own}
         for name, extra in WRAPPERS.items():
             model = name.split("_")[0]
-            specs[f"{name}_{backbone}"] = {**COMMON, **own, "model": model, "backbone": backbone, **extra}
+            # Wrapper configs do not forward ``causal`` (always the default, True) to their backbone.
+            passed = {k: v for k, v in own.items() if k != "causal"}
+            specs[f"{name}_{backbone}"] = {**COMMON, **passed, "model": model, "backbone": backbone, **extra}
     return specs
 
 

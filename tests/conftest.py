@@ -53,6 +53,16 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def set_args(settings: dict, model: str) -> list[str]:
+    """``--set key=value`` arguments for the settings a ``model`` run reads: shared test settings
+    may hold keys of other models (``distill_users``), which the command line refuses."""
+    from llmesr.config import MODEL_KEYS, applicable_keys
+
+    reads = applicable_keys(model)
+    kept = {k: v for k, v in settings.items() if k not in MODEL_KEYS or k in reads}
+    return [a for k, v in kept.items() for a in ("--set", f"{k}={v}")]
+
+
 SERVING_SETTINGS = {
     "max_len": 10,
     "hidden_size": 16,
@@ -73,9 +83,8 @@ def bundles(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("api")
     data = write_sequences_dir(root / "data", patterned_rows(60, 20))
-    sets = [a for k, v in SERVING_SETTINGS.items() for a in ("--set", f"{k}={v}")]
-    sets += ["--set", f"cache_dir={root / 'cache'}"]
     for model in ("llmesr", "sasrec"):
+        sets = [*set_args(SERVING_SETTINGS, model), "--set", f"cache_dir={root / 'cache'}"]
         run = root / model
         assert (
             main(["train", "--data", str(data), "--model", model, "--out", str(run), "--epochs", "10", *sets])

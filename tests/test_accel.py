@@ -13,7 +13,8 @@ import torch
 
 from conftest import patterned_rows, write_sequences_dir
 from llmesr.config import ConfigError, RunConfig, apply_overrides
-from llmesr.training import Trainer, prepare_data
+from llmesr.runs import prepare_data
+from llmesr.training import Trainer
 
 FAST = {
     "max_len": 10,
@@ -47,7 +48,6 @@ def train(cfg: RunConfig, out) -> dict:
     ("values", "message"),
     [
         ({"device": "tpu"}, "device must be"),
-        ({"precision": "fp8"}, "precision must be"),
         ({"precision": "fp16"}, "fp16 needs a CUDA device"),
     ],
 )
@@ -56,6 +56,11 @@ def test_bad_device_settings_fail_before_training(patterned_dir, tmp_path, value
     with pytest.raises(ConfigError, match=message):
         Trainer(cfg, prepare_data(cfg), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_an_unknown_precision_is_refused_as_the_config_is_read(patterned_dir):
+    with pytest.raises(ConfigError, match="'precision' must be 'fp32' or 'bf16' or 'fp16', got 'fp8'"):
+        config(patterned_dir, precision="fp8")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")

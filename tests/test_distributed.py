@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from conftest import patterned_rows, write_sequences_dir
+from conftest import patterned_rows, set_args, write_sequences_dir
 
 COMMON = {
     "max_len": 12,
@@ -33,7 +33,7 @@ COMMON = {
 
 
 def train_args(data, out, model, cache) -> list[str]:
-    sets = [a for k, v in {**COMMON, "cache_dir": cache}.items() for a in ("--set", f"{k}={v}")]
+    sets = set_args({**COMMON, "cache_dir": cache}, model)
     return ["train", "--data", str(data), "--model", model, "--out", str(out), "--epochs", "4", *sets]
 
 

@@ -9,7 +9,8 @@ from conftest import patterned_rows, write_sequences_dir
 from llmesr.checkpoint import CheckpointError, load_checkpoint
 from llmesr.cli import main
 from llmesr.config import RunConfig
-from llmesr.training import Trainer, prepare_data
+from llmesr.runs import prepare_data
+from llmesr.training import Trainer
 
 SMALL = {"max_len": 10, "hidden_size": 16, "batch_size": 16, "sampled_negatives": 5}
 FAST = [a for k, v in SMALL.items() for a in ("--set", f"{k}={v}")]

@@ -15,11 +15,12 @@ from conftest import patterned_rows, write_sequences_dir
 from llmesr.cli import main
 from llmesr.config import RunConfig, apply_overrides
 from llmesr.data.groups import named_groups
-from llmesr.experiments import RunRanks, compare
-from llmesr.report import quantile_bins, table1
-from llmesr.report_doc import to_markdown
-from llmesr.report_runs import Method, normalise
-from llmesr.training import Trainer, prepare_data
+from llmesr.experiments.compare import RunRanks, compare
+from llmesr.experiments.document import to_markdown
+from llmesr.experiments.methods import Method, normalise
+from llmesr.experiments.report import quantile_bins, table1
+from llmesr.runs import prepare_data
+from llmesr.training import Trainer
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TINY = {"max_len": 10, "hidden_size": 16, "batch_size": 32, "epochs": 1, "progress": False, "similar_k": 10}

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from conftest import patterned_rows, write_sequences_dir
-from llmesr.checkpoint import CheckpointError, load_checkpoint
+from llmesr.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from llmesr.config import ConfigError, RunConfig, apply_overrides
-from llmesr.training import Trainer, model_from_checkpoint, prepare_data
+from llmesr.runs import prepare_data
+from llmesr.training import Trainer
 
 FAST = {
     "max_len": 10,
@@ -134,7 +135,7 @@ def test_resume_with_a_different_model_config_is_refused(patterned_dir, tmp_path
     cfg = config(patterned_dir, epochs=1)
     Trainer(cfg, prepare_data(cfg), tmp_path / "run").fit()
     changed = config(patterned_dir, epochs=2, hidden_size=8)
-    with pytest.raises(ConfigError, match="different model configuration"):
+    with pytest.raises(ConfigError, match=r"trained with other settings \(hidden_size 16 -> 8\)"):
         Trainer(changed, prepare_data(changed), tmp_path / "run").fit()
 
 

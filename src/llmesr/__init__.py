@@ -1,11 +1,13 @@
 """llmesr: long-tail sequential recommendation with LLM-ESR, its backbones and trustworthy evaluation."""
 
-from llmesr.config import ConfigError, RunConfig
+from llmesr.config import RunConfig
 from llmesr.data.dataset import SequenceDataset, load_dataset
 from llmesr.data.split import Split, leave_one_out
+from llmesr.errors import ConfigError
 from llmesr.evaluation import evaluate, top_k
 from llmesr.models import LLMESR, BERT4Rec, GRU4Rec, SASRec, build_model, model_config
-from llmesr.training import Trainer, prepare_data
+from llmesr.runs import RunFolder, prepare_data
+from llmesr.training import Trainer
 
 __version__ = "0.1.0"
 
@@ -26,4 +28,5 @@ __all__ = [
     "model_config",
     "Trainer",
     "prepare_data",
+    "RunFolder",
 ]

@@ -8,14 +8,15 @@ from typing import Any
 
 import torch
 
+from llmesr.errors import ConfigError
 from llmesr.io import atomic_torch_save
-from llmesr.models import BackboneConfig, model_config
+from llmesr.models import BackboneConfig, SequentialRecommender, build_model, model_config
 
 FORMAT = "llmesr-checkpoint-v1"
 
 
-class CheckpointError(ValueError):
-    pass
+class CheckpointError(ConfigError):
+    """A checkpoint that cannot be used here (damaged, another dataset, another model)."""
 
 
 def save_checkpoint(
@@ -119,3 +120,16 @@ def init_from_run(model: torch.nn.Module, model_name: str, source: Path, fingerp
     if backbone is not None:
         wants += f", or plain {model.config.backbone}"
     raise CheckpointError(f"init_from: {path} trained {ckpt['model']}; this run needs {wants}")
+
+
+def model_from_checkpoint(
+    path: Path, fingerprint: str | None = None, expected_model: str | None = None
+) -> SequentialRecommender:
+    """The model a checkpoint holds, in eval mode; ``expected_model`` (the run's) must match."""
+    ckpt = load_checkpoint(path, fingerprint=fingerprint)
+    if expected_model is not None and ckpt["model"] != expected_model:
+        raise CheckpointError(f"{path} holds a {ckpt['model']} model, but its run trained {expected_model}")
+    model = build_model(ckpt["model"], checkpoint_model_config(path, ckpt))
+    load_weights(model, ckpt["state_dict"], path)
+    model.eval()
+    return model

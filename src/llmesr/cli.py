@@ -8,22 +8,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 import time
 from pathlib import Path
 from typing import NoReturn
 
-import numpy as np
-import pandas as pd
-
 from llmesr.checkpoint import CheckpointError
-from llmesr.config import ConfigError, RunConfig, apply_overrides, parse_set, read_yaml, resolve_config
+from llmesr.config import REPORT, RUNTIME, keys_with, resolve_config
 from llmesr.data.formats import DataFormatError
-from llmesr.evaluation import format_table, top_k
-from llmesr.io import atomic_write_json, atomic_write_text
+from llmesr.errors import ConfigError
+from llmesr.evaluation import EVAL_SPLITS, format_table
+from llmesr.io import atomic_write_json, atomic_write_text, check_writable
+from llmesr.runs import RunFolder, prepare_data, run_metrics, top_k_frame
 from llmesr.semantic.encoders import EncoderError
 from llmesr.serving.bundle import BundleError
+
+# What ``llmesr evaluate --set`` may change: how a trained model is ranked and reported.
+EVALUATION_OVERRIDES = (*keys_with(section="eval"), *keys_with(REPORT), *keys_with(RUNTIME))
 
 # Errors that mean "bad input", raised on purpose with a message naming the file, line or key.
 # Anything else (a KeyError, TypeError, ...) is a bug and keeps its traceback and exit code 1.
@@ -45,19 +48,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def check_out(path: Path | None, folder: bool, flag: str = "--out") -> None:
-    """Refuse an output path that cannot be written before any work is done: a file where a folder
-    is wanted or the reverse, or a file in the way of the folders leading to it."""
-    if path is None:
-        return
-    if folder and path.exists() and not path.is_dir():
-        raise ConfigError(f"{flag} {path} is a file; give a folder")
-    if not folder and path.is_dir():
-        raise ConfigError(f"{flag} {path} is a folder; give a file name")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"{flag} {path}: {parent} is a file, not a folder")
-            return
+    check_writable(path, folder, flag)
+
+
+def warn(message: str) -> None:
+    logging.getLogger("llmesr").warning(message)
 
 
 def _set_arg(p: argparse.ArgumentParser, help: str) -> None:
@@ -73,9 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="llmesr", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a model into a run folder (rerun to resume)")
+    p = sub.add_parser(
+        "train",
+        help="train a model into a run folder (rerun to resume)",
+        description="Defaults are the recommended settings (full softmax cross-entropy, batch 256, "
+        "hidden 64, 2 layers; configs/*_ce.yaml restate them). The paper's training setup (BCE with "
+        "one negative, max length 200, batch 128) is one --config away: configs/*_paper.yaml.",
+    )
     p.add_argument("--data", help="dataset folder/file, or a name under the data roots (default: beauty)")
-    p.add_argument("--model", help="sasrec | bert4rec | gru4rec")
+    p.add_argument("--model", help="a registered model: sasrec, bert4rec, gru4rec, llmesr, llminit, ...")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int)
@@ -121,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("experiment", help="run every combination of a grid (skips finished runs)")
-    p.add_argument("grid", type=Path, help="grid YAML: configs, set, grid, out (see llmesr.grid)")
+    p.add_argument("grid", type=Path, help="grid YAML: configs, set, grid, out (see llmesr.experiments.grid)")
     p.add_argument("--jobs", type=int, default=1, help="runs at once (CPU threads are shared out)")
     p.add_argument("--dry-run", action="store_true", help="list what would run")
 
@@ -151,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         help="the paper's tables and figures from a folder of runs: report.md, report.html, PNGs",
         description="Table 1 per backbone and protocol, ablations, α/N sensitivity, NDCG@10 by user "
-        "length and item popularity, t-SNE of item embeddings (see llmesr.report).",
+        "length and item popularity, t-SNE of item embeddings (see llmesr.experiments.report).",
     )
     p.add_argument("runs_dir", type=Path, help="folder with run folders (e.g. an experiment grid's out)")
     p.add_argument("--out", type=Path, help="report folder (default: RUNS_DIR/report)")
@@ -165,45 +166,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_run_config(run: Path, overrides: list[str] = ()) -> RunConfig:
-    path = Path(run) / "config.yaml"
-    if not path.exists():
-        raise ConfigError(f"{run} is not a run folder (no config.yaml)")
-    values = read_yaml(path, "run config", allow_empty=False)
-    return apply_overrides(
-        apply_overrides(RunConfig(), values, str(path)), parse_set(list(overrides)), "--set"
-    )
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    from llmesr.training import Trainer, prepare_data
+    from llmesr.training import train_run
 
     cfg = resolve_config(
-        args.config, args.overrides, data=args.data, model=args.model, epochs=args.epochs, seed=args.seed
+        args.config, args.overrides, warn=warn, data=args.data, model=args.model, epochs=args.epochs,
+        seed=args.seed,
     )
     check_out(args.out, folder=True)
-    data = prepare_data(cfg)  # fails before anything is written if the data is bad
-    trainer = Trainer(cfg, data, args.out)
-    metrics = trainer.fit()
-    if trainer.dist.active:
-        import torch.distributed as dist
-
-        # Every rank leaves together: a rank destroying the group while its peer is still inside
-        # the last collective aborted that peer under load (seen once in CI on a busy machine).
-        dist.barrier()
-        dist.destroy_process_group()
-    if trainer.dist.is_main:
-        for split in ("valid", "test"):
+    if cfg.cache_dir:
+        check_out(Path(cfg.cache_dir), folder=True, flag="cache_dir")
+    metrics = train_run(cfg, prepare_data(cfg), args.out)  # bad data fails before anything is written
+    if metrics is not None:
+        for split in EVAL_SPLITS:
             print(format_table(metrics, split))
     return 0
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from llmesr.semantic.pipeline import embed_for_config
-    from llmesr.training import prepare_data
 
-    cfg = resolve_config(args.config, args.overrides, data=args.data)
+    cfg = resolve_config(args.config, args.overrides, warn=warn, data=args.data)
     check_out(args.out, folder=True)
+    if cfg.cache_dir:
+        check_out(Path(cfg.cache_dir), folder=True, flag="cache_dir")
     data = prepare_data(cfg)
     t0 = time.perf_counter()
     out, manifest = embed_for_config(cfg, data.dataset, data.split, args.out)
@@ -217,17 +203,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from llmesr.training import evaluate_splits, model_from_checkpoint, prepare_data
-
-    cfg = load_run_config(args.run, args.overrides)
     check_out(args.out, folder=False)
-    data = prepare_data(cfg)
-    model = model_from_checkpoint(args.run / "best.pt", data.dataset.fingerprint())
-    metrics = {
-        "model": cfg.model,
-        "dataset": data.dataset_info(),
-        **evaluate_splits(model, data, cfg)[0],
-    }
+    run = RunFolder(args.run).load(args.overrides, allowed=EVALUATION_OVERRIDES)
+    metrics = run_metrics(run.model, run.data, run.config)
     if args.out:
         atomic_write_json(args.out, metrics)
     print(json.dumps(metrics, indent=2))
@@ -235,7 +213,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from llmesr.grid import run_grid
+    from llmesr.experiments.grid import run_grid
 
     if args.jobs < 1:
         raise ConfigError("--jobs must be at least 1")
@@ -248,8 +226,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from llmesr.serving import export_bundle
 
-    if not (args.run / "best.pt").exists():
-        raise ConfigError(f"{args.run} is not a finished run folder (no best.pt)")
+    RunFolder(args.run).require_finished()
+    RunFolder(args.run).require_weights()
     check_out(args.out, folder=True)
     if args.out.is_dir() and any(args.out.iterdir()) and not (args.out / "bundle.json").exists():
         raise ConfigError(f"--out {args.out} holds other files and no bundle.json; give a new folder")
@@ -283,8 +261,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from llmesr.training import model_from_checkpoint, prepare_data
-
     if args.k < 1:
         raise ConfigError("--k must be at least 1")
     check_out(args.out, folder=False)
@@ -296,25 +272,13 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         raise ConfigError("--history / --input need a bundle folder (make one with llmesr export)")
     if args.out is None:
         raise ConfigError("--out is required when recommending for a run's evaluated users")
-    cfg = load_run_config(args.run)
-    data = prepare_data(cfg)
-    model = model_from_checkpoint(args.run / "best.pt", data.dataset.fingerprint())
-    split = data.split.eval_split(args.split)
-    items, scores = top_k(
-        model, split, args.k, exclude_history=not args.include_history, batch_size=cfg.eval_batch_size
-    )
-    k = items.shape[1]
-    keep = items.ravel() > 0
-    frame = pd.DataFrame(
-        {
-            "user_id": np.repeat(data.dataset.user_ids[split.users], k)[keep],
-            "rank": np.tile(np.arange(1, k + 1), len(split))[keep],
-            "item_id": data.dataset.item_ids[items.ravel()][keep],
-            "score": scores.ravel()[keep],
-        }
+    run = RunFolder(args.run).load()
+    frame = top_k_frame(
+        run.model, run.data, args.split, args.k, not args.include_history, run.config.eval_batch_size
     )
     atomic_write_text(args.out, frame.to_csv(index=False))
-    print(f"wrote {len(frame):,} rows for {len(split):,} users to {args.out}")
+    users = len(run.data.split.eval_split(args.split))
+    print(f"wrote {len(frame):,} rows for {users:,} users to {args.out}")
     return 0
 
 
@@ -329,16 +293,13 @@ def parse_methods(specs: list[str]) -> dict[str, list[Path]]:
         if label in methods:
             raise ConfigError(f"method label {label!r} given twice")
         for path in paths:
-            # ranks.npz is all a comparison reads (best.pt only to recompute it for older runs),
-            # so runs copied without their weights still compare.
-            if not (path / "ranks.npz").exists() and not (path / "best.pt").exists():
-                raise ConfigError(f"{path} is not a finished run folder (no ranks.npz or best.pt)")
+            RunFolder(path).require_finished()
         methods[label] = paths
     return methods
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from llmesr.experiments import RunRanks, bar_chart, compare, markdown_table
+    from llmesr.experiments.compare import RunRanks, compare, comparison_text, write_comparison
 
     check_out(args.out, folder=True)
     methods = {
@@ -346,26 +307,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for label, runs in parse_methods(args.methods).items()
     }
     frame = compare(methods)
-    rule = f", {args.groups} groups" if args.groups else ""
-    text = "\n\n".join(
-        f"### {args.split}, {protocol} ranking{rule}\n\n{markdown_table(frame, protocol)}"
-        for protocol in dict.fromkeys(frame.protocol)
-    )
-    text += (
-        "\n\nmean ± sd over seeds; (+x%) relative to the first method; * paired t-test over users "
-        "p < 0.05 in the method's favour; best in bold.\n"
-    )
+    text = comparison_text(frame, args.split, args.groups)
     print(text)
     if args.out:
-        atomic_write_text(args.out / "comparison.md", text)
-        atomic_write_text(args.out / "comparison.csv", frame.to_csv(index=False))
-        bar_chart(frame, args.out / "comparison.png")
-        print(f"wrote {args.out}/comparison.md, comparison.csv and comparison.png")
+        files = write_comparison(frame, text, args.out)
+        print(f"wrote {', '.join(str(f) for f in files)}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from llmesr.report import build_report
+    from llmesr.experiments.report import build_report
 
     check_out(args.out, folder=True)
     out = build_report(args.runs_dir, args.out, args.split, args.groups, args.baseline_free)
@@ -375,6 +326,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not logging.getLogger("llmesr").handlers:  # library warnings, one line each
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("llmesr: %(levelname)s: %(message)s"))
+        logging.getLogger("llmesr").addHandler(handler)
     handler = {
         "train": cmd_train,
         "embed": cmd_embed,

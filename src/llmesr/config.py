@@ -1,144 +1,130 @@
 """The run configuration: one flat, typed dataclass, filled from YAML files and ``--set key=value``.
 
-Flat so that ``--set loss=ce`` just works; typed so that a misspelt key or a wrong type fails
-with a message naming the key instead of being silently ignored. Model hyper-parameters default
-to ``None``, meaning "the model's own default" (BERT4Rec and SASRec differ, for instance).
+Flat so that ``--set loss=ce`` just works; typed so that a misspelt key or a wrong type fails with
+a message naming the key instead of being silently ignored.
+
+Each setting has one owner. The data, training, evaluation and semantic settings are declared
+below, each with its section, its *effect* and its allowed range. The model settings are not
+declared here at all: they are derived from the ``@dataclass`` configs of the registered models
+(``llmesr.models``), so a model adds a field in its own module and it is settable from YAML and
+``--set`` at once. In the run config every model setting defaults to ``None``, meaning "the
+model's own default" (BERT4Rec and SASRec differ, for instance); the model config's own checks
+judge the value. A field's effect says what changing it changes, and every list of keys other
+modules need (what a resume must match, what tells two report methods apart, what shapes the
+data) is derived from it:
+
+- ``result``: what is trained or how it is ranked;
+- ``budget``: how long training may run (a resume may extend it);
+- ``seed``: the random seed (a report groups seeds into one method);
+- ``report``: how results are grouped and which metrics are reported, not the ranks themselves;
+- ``runtime``: where and how fast the work runs (threads, devices, caches), never its result.
 """
 
 from __future__ import annotations
 
-import codecs
 import dataclasses
 import difflib
-import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
+from llmesr.errors import ConfigError
+from llmesr.io import parse_yaml_value, read_json, read_yaml
+from llmesr.models import MODELS, model_config
+
+__all__ = ["ConfigError", "RunConfig", "read_json", "read_yaml", "resolve_config", "apply_overrides"]
+
+Check = tuple[Callable[[Any], bool], str]
+RESULT, BUDGET, SEED, REPORT, RUNTIME = "result", "budget", "seed", "report", "runtime"
 
 
-class ConfigError(ValueError):
-    """A configuration that cannot be used; the message names the key or file."""
+def at_least(low: int) -> Check:
+    return (lambda v: v >= low), f">= {low}"
+
+
+def one_of(*choices: str) -> Check:
+    return (lambda v: v in choices), " or ".join(repr(c) for c in choices)
+
+
+FINITE_NON_NEGATIVE: Check = (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+POSITIVE_INTS: Check = (lambda v: len(v) > 0 and min(v) >= 1, "a non-empty list of integers >= 1")
+
+
+def setting(default: Any, section: str, effect: str = RESULT, check: Check | None = None) -> Any:
+    """A declared run setting: its default, section, effect and range (checked on every read)."""
+    meta = {"section": section, "effect": effect, "check": check}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
-class RunConfig:
-    # data
-    data: str = "beauty"
-    data_format: str = "auto"
-    user_col: str = "user_id"
-    item_col: str = "item_id"
-    time_col: str | None = "timestamp"
-    kcore: int = 0
-    split: str = "leave_one_out"
-    # model
-    model: str = "sasrec"
-    max_len: int | None = None
-    hidden_size: int | None = None
-    num_layers: int | None = None
-    num_heads: int | None = None
-    inner_size: int | None = None
-    dropout: float | None = None
-    attn_dropout: float | None = None
-    causal: bool | None = None
-    loss: str | None = None
-    negatives: int | None = None
-    mask_prob: float | None = None
-    init_std: float | None = None
-    positions: str | None = None
-    # LLM-ESR (model: llmesr); None = the model's default
-    backbone: str | None = None
-    use_collaborative: bool | None = None
-    use_semantic: bool | None = None
-    cross_attention: bool | None = None
-    shared_encoder: bool | None = None
-    adapter_layers: int | None = None
-    id_init: str | None = None
-    freeze_semantic: bool | None = None
-    distill_weight: float | None = None
-    distill_users: int | None = None
-    distill_loss: str | None = None
-    teacher: str | None = None
-    teacher_refresh: int | None = None
-    cross_heads: int | None = None
-    # CITIES (model: cities); None = the model's default
-    cities_weight: float | None = None
-    cities_context: int | None = None
-    cities_tail_threshold: int | None = None
-    cities_warmup: int | None = None
-    cities_distance: str | None = None
-    cities_samples: int | None = None
-    cities_layers: int | None = None
-    cities_dropout: float | None = None
-    # MELT (model: melt); None = the model's default
-    melt_user_weight: float | None = None
-    melt_item_weight: float | None = None
-    melt_tail_user_threshold: int | None = None
-    melt_tail_item_threshold: int | None = None
-    melt_curriculum_epochs: int | None = None
-    melt_warmup_epochs: int | None = None
-    # RLMRec (model: rlmrec); None = the model's default
-    rlmrec_variant: str | None = None
-    rlmrec_weight: float | None = None
-    rlmrec_temperature: float | None = None
-    rlmrec_mask_ratio: float | None = None
-    rlmrec_max_items: int | None = None
-    # training  (every field above this line and below "# model" is a model setting)
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+class _DeclaredSettings:
+    """The settings this module owns; the model settings are appended by :func:`_build_run_config`."""
+
+    # data: what is read and how it is split
+    data: str = setting("beauty", "data")
+    data_format: str = setting("auto", "data")
+    user_col: str = setting("user_id", "data")
+    item_col: str = setting("item_id", "data")
+    time_col: str | None = setting("timestamp", "data")
+    kcore: int = setting(0, "data", check=at_least(0))
+    split: str = setting("leave_one_out", "data", check=one_of("leave_one_out", "global_time"))
+    # the model; its settings are derived from the model configs
+    model: str = setting("sasrec", "model")  # a registered model (checked by validate)
+    # training (the recommended settings: configs/*_ce.yaml restate them)
+    epochs: int = setting(200, "train", BUDGET, at_least(1))
+    batch_size: int = setting(256, "train", check=at_least(1))
+    lr: float = setting(1e-3, "train", check=FINITE_NON_NEGATIVE)
+    weight_decay: float = setting(0.0, "train", check=FINITE_NON_NEGATIVE)
     # Adam's second-moment decay; the original SASRec code uses 0.98 (PyTorch's default is 0.999).
-    adam_beta2: float = 0.999
-    patience: int = 20
-    seed: int = 42
+    adam_beta2: float = setting(0.999, "train", check=(lambda v: 0 <= v < 1, "in [0, 1)"))
+    patience: int = setting(20, "train", BUDGET, at_least(1))
+    seed: int = setting(42, "train", SEED, at_least(0))
     # A finished run (folder or .pt) whose best weights start this one: the whole model, or a
     # wrapper's backbone (CITIES and MELT fine-tune a converged backbone, as in their papers).
-    init_from: str | None = None
-    eval_every: int = 1
-    bucket_batches: bool = True
+    init_from: str | None = setting(None, "train")
+    eval_every: int = setting(1, "train", check=at_least(1))
+    bucket_batches: bool = setting(True, "train")
     # "position": each batch's mean loss is scaled by the batch's share of trained positions, so
     # every position weighs the same whatever batch it lands in. With length bucketing, batches of
     # short histories hold far fewer positions; "batch" (plain per-batch mean) over-weights them.
-    # On Beauty, "position" gave SASRec-CE validation NDCG@10 0.066 vs 0.0625 with "batch".
-    loss_weighting: str = "position"
-    threads: int | None = None
-    progress: bool = True  # tqdm progress bars (--set progress=false for quiet logs)
-    device: str = "cpu"  # cpu | cuda | cuda:N | auto (see llmesr.accel)
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 on CUDA only)
-    compile: bool = False  # torch.compile the backbone encoders
+    loss_weighting: str = setting("position", "train", check=one_of("position", "batch"))
+    threads: int | None = setting(None, "train", RUNTIME, at_least(1))
+    progress: bool = setting(True, "train", RUNTIME)  # progress bars; one line per step when not a TTY
+    device: str = setting("cpu", "train", RUNTIME)  # cpu | cuda | cuda:N | auto (see training.accel)
+    precision: str = setting("fp32", "train", check=one_of("fp32", "bf16", "fp16"))
+    compile: bool = setting(False, "train", RUNTIME)  # torch.compile the backbone encoders
     # evaluation
-    select_metric: str = "NDCG@10"
-    ks: list[int] = field(default_factory=lambda: [5, 10, 20])
-    sampled_negatives: int = 100
-    negatives_seed: int = 2024
-    exclude_history: bool = True
-    groups: str = "pareto"  # pareto | beauty_paper | threshold (uses the two thresholds below)
-    tail_user_threshold: int | None = None  # tail user iff training length < this
-    tail_item_threshold: int | None = None  # tail item iff training popularity < this
-    eval_batch_size: int = 1024
-
+    select_metric: str = setting("NDCG@10", "eval")
+    ks: list[int] = setting([5, 10, 20], "eval", REPORT, POSITIVE_INTS)
+    sampled_negatives: int = setting(100, "eval", check=at_least(1))
+    negatives_seed: int = setting(2024, "eval", check=at_least(0))
+    exclude_history: bool = setting(True, "eval")
+    groups: str = setting("pareto", "eval", REPORT, one_of("pareto", "beauty_paper", "threshold"))
+    tail_user_threshold: int | None = setting(None, "eval", REPORT, at_least(1))  # tail iff length < this
+    tail_item_threshold: int | None = setting(None, "eval", REPORT, at_least(1))  # tail iff popularity < this
+    eval_batch_size: int = setting(1024, "eval", RUNTIME, at_least(1))
     # semantic step (llmesr embed)
-    encoder: str = "minilm"  # minilm | st:<name_or_path> | hf:<path> | openai:<model>
-    encoder_device: str = "cpu"
-    encoder_batch_size: int | None = None
-    encoder_pooling: str | None = None  # hf: mean | last
-    encoder_url: str | None = None  # openai: base URL of an OpenAI-compatible server
-    encoder_api_key_env: str | None = None  # openai: environment variable holding the key
-    item_embeddings_file: str | None = None  # precomputed item embeddings (.npy / Parquet) instead
-    item_template: str = "default"  # a preset name (default | paper | title) or a template string
-    prompt_domain: str = "beauty"
-    user_max_items: int | None = None
-    similar_k: int = 100
-    retrieval: str = "auto"  # auto | exact | hnsw | ivf
-    embed_batch_size: int = 256
-    cache_dir: str | None = None
+    encoder: str = setting("minilm", "semantic")  # minilm | st:<name_or_path> | hf:<path> | openai:<model>
+    encoder_device: str = setting("cpu", "semantic", RUNTIME)
+    encoder_batch_size: int | None = setting(None, "semantic", RUNTIME, at_least(1))
+    encoder_pooling: str | None = setting(None, "semantic")  # hf: mean | last
+    encoder_url: str | None = setting(None, "semantic")  # openai: base URL of an OpenAI-compatible server
+    encoder_api_key_env: str | None = setting(None, "semantic")  # openai: variable holding the key
+    item_embeddings_file: str | None = setting(None, "semantic")  # precomputed item embeddings instead
+    item_template: str = setting("default", "semantic")  # a preset name or a template string
+    prompt_domain: str = setting("beauty", "semantic")
+    user_max_items: int | None = setting(None, "semantic", check=at_least(1))
+    similar_k: int = setting(100, "semantic", check=at_least(1))
+    retrieval: str = setting("auto", "semantic", check=one_of("auto", "exact", "hnsw", "ivf"))
+    embed_batch_size: int = setting(256, "semantic", RUNTIME, at_least(1))
+    cache_dir: str | None = setting(None, "semantic", RUNTIME)
     # A finished ``llmesr embed --out DIR`` folder to train from, instead of the keyed cache: lets
     # a machine without the encoder (a GPU box, a cluster node) train on embeddings made elsewhere.
-    semantic_dir: str | None = None
+    semantic_dir: str | None = setting(None, "semantic", RUNTIME)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -148,43 +134,57 @@ class RunConfig:
         return {n: getattr(self, n) for n in MODEL_KEYS if getattr(self, n) is not None}
 
 
-_NAMES = [f.name for f in fields(RunConfig)]
-# The model section of RunConfig: from max_len up to the first training key.
-MODEL_KEYS = tuple(_NAMES[_NAMES.index("max_len") : _NAMES.index("epochs")])
-_TYPES: dict[str, Any] = {f.name: f.type for f in fields(RunConfig)}
+def _model_fields() -> dict[str, str]:
+    """Every user-settable field of the registered model configs -> its type (as annotated).
+    Fields the data sets (``metadata={"derived": True}``) are not settings."""
+    types: dict[str, str] = {}
+    declared = {f.name for f in fields(_DeclaredSettings)}
+    for name, (_, config_cls) in MODELS.items():
+        for f in fields(config_cls):
+            if f.metadata.get("derived") or f.name in declared:
+                continue
+            kind = str(f.type).replace(" | None", "")
+            if types.setdefault(f.name, kind) != kind:
+                raise TypeError(f"model setting {f.name!r} is {types[f.name]} in one model, {kind} in {name}")
+    return types
 
 
-def _at_least(low: int) -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: v >= low), f">= {low}"
+def _build_run_config() -> type:
+    extra = [
+        (name, f"{kind} | None", field(default=None, metadata={"section": "model", "effect": RESULT}))
+        for name, kind in _model_fields().items()
+    ]
+    cls = dataclasses.make_dataclass("RunConfig", extra, bases=(_DeclaredSettings,))
+    cls.__module__ = __name__
+    cls.__doc__ = "Every setting of a run: the declared ones and, derived, every model's (None = default)."
+    return cls
 
 
-# Value ranges of the data, training, evaluation and semantic keys (model keys are checked by each
-# model's config class): a bad value fails while the config is read, naming the key, instead of
-# as a crash mid-training with a half-written run folder.
-_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "kcore": _at_least(0),
-    "split": (lambda v: v in ("leave_one_out", "global_time"), "'leave_one_out' or 'global_time'"),
-    "epochs": _at_least(1),
-    "batch_size": _at_least(1),
-    "lr": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
-    "weight_decay": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
-    "adam_beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "patience": _at_least(1),
-    "eval_every": _at_least(1),
-    "threads": _at_least(1),
-    "ks": (lambda v: len(v) > 0 and min(v) >= 1, "a non-empty list of integers >= 1"),
-    "sampled_negatives": _at_least(0),
-    "eval_batch_size": _at_least(1),
-    "encoder_batch_size": _at_least(1),
-    "user_max_items": _at_least(1),
-    "similar_k": _at_least(1),
-    "embed_batch_size": _at_least(1),
-}
+RunConfig = _build_run_config()
+MODEL_KEYS = tuple(
+    f.name for f in fields(RunConfig) if f.metadata["section"] == "model" and f.name != "model"
+)
+_FIELDS = {f.name: f for f in fields(RunConfig)}
+
+
+def keys_with(effect: str | None = None, section: str | None = None) -> tuple[str, ...]:
+    """The run config keys of one effect and/or section, in declaration order."""
+    return tuple(
+        name
+        for name, f in _FIELDS.items()
+        if (effect is None or f.metadata["effect"] == effect)
+        and (section is None or f.metadata["section"] == section)
+    )
+
+
+def default_of(name: str) -> Any:
+    f = _FIELDS[name]
+    return f.default_factory() if f.default is MISSING else f.default
 
 
 def _coerce(key: str, value: Any) -> Any:
     """Check ``value`` against the field's annotated type (ints accepted where floats are)."""
-    kind = _TYPES[key]
+    kind = str(_FIELDS[key].type)
     optional = "None" in kind
     base = kind.replace(" | None", "")
     if value is None:
@@ -201,20 +201,22 @@ def _coerce(key: str, value: Any) -> Any:
     }[base]
     if not ok:
         raise ConfigError(f"config key {key!r} expects {base}, got {value!r}")
-    check, allowed = _RANGES.get(key, (None, ""))
+    check, allowed = _FIELDS[key].metadata.get("check") or (None, "")
     if check is not None and not check(value):
         raise ConfigError(f"config key {key!r} must be {allowed}, got {value!r}")
     return float(value) if base == "float" else value
 
 
-def apply_overrides(config: RunConfig, values: dict[str, Any], source: str) -> RunConfig:
-    unknown = sorted(set(values) - set(_TYPES), key=str)
+def _unknown_key_error(key: Any, source: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(str(key), known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"{source}: unknown config key {key!r}{hint}; known keys: {', '.join(sorted(known))}")
+
+
+def apply_overrides(config: Any, values: dict[str, Any], source: str) -> Any:
+    unknown = sorted(set(values) - set(_FIELDS), key=str)
     if unknown:
-        close = difflib.get_close_matches(str(unknown[0]), list(_TYPES), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(
-            f"{source}: unknown config key {unknown[0]!r}{hint}; known keys: {', '.join(sorted(_TYPES))}"
-        )
+        raise _unknown_key_error(unknown[0], source, list(_FIELDS))
     try:
         coerced = {k: _coerce(k, v) for k, v in values.items()}
     except ConfigError as err:
@@ -222,17 +224,29 @@ def apply_overrides(config: RunConfig, values: dict[str, Any], source: str) -> R
     return dataclasses.replace(config, **coerced)
 
 
+def _is_text_setting(key: str) -> bool:
+    return key in _FIELDS and str(_FIELDS[key].type).startswith("str")
+
+
 def parse_set(items: list[str]) -> dict[str, Any]:
-    """``["loss=ce", "ks=[5,10]"]`` -> ``{"loss": "ce", "ks": [5, 10]}`` (values parsed as YAML)."""
+    """``["loss=ce", "ks=[5,10]"]`` -> ``{"loss": "ce", "ks": [5, 10]}``. Values are YAML, except
+    that a text setting takes an unquoted value verbatim (``item_template={title} by {brand}`` is
+    a template, not a YAML mapping); ``null`` / ``~`` / nothing is null."""
     out = {}
     for item in items:
         key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise ConfigError(f"--set expects key=value, got {item!r}")
+        text = raw.strip()
+        if _is_text_setting(key) and text not in ("", "null", "~", "Null", "NULL") and text[:1] not in "'\"":
+            out[key] = raw
+            continue
         try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {_yaml_problem(err)[1]}") from None
+            out[key] = parse_yaml_value(raw) if text else None
+        except Exception as err:  # yaml.YAMLError; one line whatever it says
+            problem = " ".join(str(err).split())
+            raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {problem}") from None
     return out
 
 
@@ -240,104 +254,67 @@ def load_yaml(path: Path) -> dict[str, Any]:
     return read_yaml(path, "config file")
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """``SafeLoader`` that refuses a key given twice in one mapping: PyYAML would silently keep the
-    last one, so ``loss: ce`` followed later by ``loss: bce`` would train with BCE unnoticed."""
+def applicable_keys(model: str) -> set[str]:
+    """The model settings ``model`` reads: the fields of its config class."""
+    return {f.name for f in fields(MODELS[model][1])}
 
 
-def _construct_unique_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *anchor" entries may be overridden
-            continue
-        key = loader.construct_object(key_node, deep=deep)
-        try:
-            first = seen.setdefault(key, key_node.start_mark.line + 1)
-        except TypeError:  # an unhashable key: construct_mapping reports it
-            continue
-        if first != key_node.start_mark.line + 1:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first on line {first})", key_node.start_mark
-            )
-    return loader.construct_mapping(node, deep)
+def inapplicable(config: Any, keys: set[str]) -> list[str]:
+    """Which of ``keys`` are model settings, set, that the configured model does not read."""
+    reads = applicable_keys(config.model)
+    return sorted(k for k in keys if k in MODEL_KEYS and getattr(config, k) is not None and k not in reads)
 
 
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
-
-
-def _yaml_problem(err: yaml.YAMLError) -> tuple[int | None, str]:
-    """(1-based line or None, the problem on one line) of a PyYAML error, whose text spans several
-    lines with a quote of the input."""
-    mark = getattr(err, "problem_mark", None)
-    problem = getattr(err, "problem", None) or str(err)
-    text = " ".join(str(problem).split())
-    if mark is None:
-        return None, text
-    return mark.line + 1, f"{text} (column {mark.column + 1})"
-
-
-def read_text_file(path: Path, what: str) -> str:
-    """A UTF-8 text file's content; a missing, unreadable or wrongly encoded file is a one-line
-    :class:`ConfigError` naming it (and the line of the first undecodable byte)."""
-    path = Path(path)
+def validate(config: Any) -> None:
+    """Checks across settings (each setting's own range is checked as it is read), and the model
+    settings by the model config's own checks, before any work starts."""
+    if config.model not in MODELS:
+        raise ConfigError(f"unknown model {config.model!r}: choose one of {', '.join(MODELS)}")
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{what} not found: {path}") from None
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read the {what}: {err.strerror or err}") from None
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8) :]
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
+        model_config(config.model, {"n_items": 2, **config.model_settings()})
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"model {config.model!r}: {err}") from None
+    computed = {f"{m}@{k}" for m in ("HR", "NDCG", "MRR") for k in config.ks}
+    if config.select_metric not in computed:
         raise ConfigError(
-            f"{path}:{line}: not valid UTF-8 (byte 0x{data[err.start]:02x}); the {what} must be UTF-8 text"
-        ) from None
-
-
-def read_yaml(path: Path, what: str = "config file", allow_empty: bool = True) -> dict[str, Any]:
-    """The top-level mapping of a YAML file. Every problem (missing, not UTF-8, invalid YAML, a key
-    given twice, not a mapping, empty unless ``allow_empty``) is a one-line :class:`ConfigError`
-    naming the file and, where there is one, the line."""
-    text = read_text_file(path, what)
-    try:
-        values = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as err:
-        line, problem = _yaml_problem(err)
-        raise ConfigError(f"{path}{f':{line}' if line else ''}: invalid YAML: {problem}") from None
-    if values is None:
-        if allow_empty:
-            return {}
-        raise ConfigError(f"{path}: the {what} is empty")
-    if not isinstance(values, dict):
-        raise ConfigError(
-            f"{path}: expected a mapping of key: value at the top level, got a {type(values).__name__}"
+            f"select_metric {config.select_metric!r} is not computed: choose one of "
+            f"{', '.join(sorted(computed))} (HR, NDCG or MRR at one of ks={config.ks})"
         )
-    return values
+    thresholds = (config.tail_user_threshold, config.tail_item_threshold)
+    if config.groups == "threshold" and None in thresholds:
+        raise ConfigError("groups: threshold needs tail_user_threshold and tail_item_threshold")
 
 
-def read_json(path: Path, what: str) -> dict[str, Any]:
-    """The JSON object in ``path``; a missing, truncated or otherwise damaged file is a one-line
-    :class:`ConfigError` naming it (and the line where parsing stopped)."""
-    text = read_text_file(path, what)
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ConfigError(
-            f"{path}:{err.lineno}: invalid JSON: {err.msg} (column {err.colno}); the {what} is damaged"
-        ) from None
-    if not isinstance(value, dict):
-        kind = type(value).__name__
-        raise ConfigError(f"{path}: expected a JSON object, got {kind}; the {what} is damaged")
-    return value
+def resolve_config(
+    config_files: list[Path] = (), overrides: list[str] = (), *, warn: Callable[[str], None] | None = None,
+    **explicit: Any,
+) -> Any:
+    """Defaults <- each YAML file in order <- explicit CLI options <- ``--set`` overrides.
 
-
-def resolve_config(config_files: list[Path] = (), overrides: list[str] = (), **explicit: Any) -> RunConfig:
-    """Defaults <- each YAML file in order <- explicit CLI options <- ``--set`` overrides."""
+    A model setting given on the command line that the chosen model does not read is refused;
+    one from a config file (presets are shared between models, e.g. by a grid) is dropped, and
+    ``warn`` is told which."""
     config = RunConfig()
+    from_files: set[str] = set()
     for path in config_files:
-        config = apply_overrides(config, load_yaml(path), str(path))
-    config = apply_overrides(config, {k: v for k, v in explicit.items() if v is not None}, "command line")
-    return apply_overrides(config, parse_set(list(overrides)), "--set")
+        values = load_yaml(path)
+        config = apply_overrides(config, values, str(path))
+        from_files |= set(values)
+    given = {k: v for k, v in explicit.items() if v is not None}
+    config = apply_overrides(config, given, "command line")
+    sets = parse_set(list(overrides))
+    config = apply_overrides(config, sets, "--set")
+    if config.model not in MODELS:
+        raise ConfigError(f"unknown model {config.model!r}: choose one of {', '.join(MODELS)}")
+    refused = inapplicable(config, set(given) | set(sets))
+    if refused:
+        raise ConfigError(
+            f"--set {refused[0]}: model {config.model!r} has no setting {refused[0]!r} "
+            f"(its settings: {', '.join(sorted(applicable_keys(config.model) & set(MODEL_KEYS)))})"
+        )
+    dropped = inapplicable(config, from_files)
+    if dropped and warn is not None:
+        warn(f"config files: {', '.join(dropped)} ignored: model {config.model!r} does not read them")
+    config = dataclasses.replace(config, **{k: None for k in dropped})
+    validate(config)
+    return config

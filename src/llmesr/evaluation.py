@@ -11,18 +11,51 @@ Rules that make the numbers trustworthy:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from llmesr.data.groups import HeadTailGroups, named_groups
+from llmesr.data.negatives import sample_negatives
 from llmesr.data.sequences import Sequences, ragged_index
 from llmesr.data.split import EvalSplit
-from llmesr.models.base import SequentialRecommender
-from llmesr.models.losses import sample_negatives
 
 PROTOCOLS = ("full", "sampled")
+EVAL_SPLITS = ("valid", "test")
+GROUPS = ("overall", "tail_item", "head_item", "tail_user", "head_user")
+METRICS = ("HR", "NDCG", "MRR")
 DEFAULT_KS = (5, 10, 20)
+
+
+class Scorer(Protocol):
+    """What ranking needs of a model: its input for a batch of histories and the scores of every
+    item for it (column 0, padding, is -inf). ``config.n_items`` is the catalogue size."""
+
+    config: Any
+
+    def eval_input(self, history: Sequences, rows: np.ndarray) -> torch.Tensor: ...
+
+    def score_all(self, seq: torch.Tensor) -> torch.Tensor: ...
+
+
+def metric_names(ks: Sequence[int]) -> list[str]:
+    """Every metric computed at cut-offs ``ks`` (``HR@10``, ...)."""
+    return [f"{m}@{k}" for k in ks for m in METRICS]
+
+
+def per_user(ranks: np.ndarray, metric: str) -> np.ndarray:
+    """Per-user value of ``HR@k`` / ``NDCG@k`` / ``MRR@k`` from 0-based ranks."""
+    name, _, k = metric.partition("@")
+    r = np.asarray(ranks, dtype=np.float64)
+    hit = r < int(k)
+    if name == "HR":
+        return hit.astype(np.float64)
+    if name == "NDCG":
+        return np.where(hit, 1.0 / np.log2(r + 2.0), 0.0)
+    if name == "MRR":
+        return np.where(hit, 1.0 / (r + 1.0), 0.0)
+    raise ValueError(f"unknown metric {metric!r}: choose one of {', '.join(METRICS)} at some k")
 
 
 def pessimistic_rank(scores: torch.Tensor, target_scores: torch.Tensor) -> torch.Tensor:
@@ -35,17 +68,9 @@ def pessimistic_rank(scores: torch.Tensor, target_scores: torch.Tensor) -> torch
 
 def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int]) -> dict[str, float | None]:
     """HR@K, NDCG@K and MRR@K averaged over users (one held-out item each). ``None`` when empty."""
-    out: dict[str, float | None] = {}
-    ranks = np.asarray(ranks, dtype=np.float64)
-    for k in ks:
-        hit = ranks < k
-        if len(ranks) == 0:
-            out.update({f"HR@{k}": None, f"NDCG@{k}": None, f"MRR@{k}": None})
-            continue
-        out[f"HR@{k}"] = float(hit.mean())
-        out[f"NDCG@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
-        out[f"MRR@{k}"] = float(np.where(hit, 1.0 / (ranks + 1.0), 0.0).mean())
-    return out
+    if len(ranks) == 0:
+        return dict.fromkeys(metric_names(ks))
+    return {name: float(per_user(ranks, name).mean()) for name in metric_names(ks)}
 
 
 def sampled_negatives(
@@ -83,7 +108,7 @@ def exclude_items(scores: torch.Tensor, history: Sequences, rows: np.ndarray) ->
 
 @torch.inference_mode()
 def score_batches(
-    model: SequentialRecommender,
+    model: Scorer,
     split: EvalSplit,
     *,
     exclude_history: bool = True,
@@ -105,7 +130,7 @@ def score_batches(
 
 
 def rank_targets(
-    model: SequentialRecommender,
+    model: Scorer,
     split: EvalSplit,
     *,
     negatives: torch.Tensor | None = None,
@@ -146,7 +171,7 @@ def summarize(
 
 
 def evaluate(
-    model: SequentialRecommender,
+    model: Scorer,
     split: EvalSplit,
     *,
     groups: HeadTailGroups | None = None,
@@ -185,7 +210,7 @@ def describe_ranks(
 
 @torch.no_grad()
 def top_k(
-    model: SequentialRecommender,
+    model: Scorer,
     split: EvalSplit,
     k: int,
     *,
@@ -208,19 +233,16 @@ def top_k(
     return items, values
 
 
-GROUP_COLUMNS = ("overall", "tail_item", "head_item", "tail_user", "head_user")
-
-
 def format_table(metrics: dict, split: str = "test", k: int = 10) -> str:
     """A plain-text table of HR@k / NDCG@k per protocol and head/tail group (empty group: "-")."""
-    header = f"{split:<8}{'protocol':<10}" + "".join(f"{c:>22}" for c in GROUP_COLUMNS)
+    header = f"{split:<8}{'protocol':<10}" + "".join(f"{c:>22}" for c in GROUPS)
     lines = [
         header,
-        f"{'':<18}" + "".join(f"{'HR@' + str(k) + ' / NDCG@' + str(k):>22}" for _ in GROUP_COLUMNS),
+        f"{'':<18}" + "".join(f"{'HR@' + str(k) + ' / NDCG@' + str(k):>22}" for _ in GROUPS),
     ]
     for protocol, result in metrics[split].items():
         cells = []
-        for column in GROUP_COLUMNS:
+        for column in GROUPS:
             values = result["overall"] if column == "overall" else result["groups"][column]
             hr, ndcg = values.get(f"HR@{k}"), values.get(f"NDCG@{k}")
             cells.append("-" if hr is None else f"{hr:.4f} / {ndcg:.4f}")

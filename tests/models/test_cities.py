@@ -259,7 +259,9 @@ def test_preset_builds_the_model():
 
 
 def test_trainer_run_writes_metrics_and_a_checkpoint_with_inferred_rows(patterned_dir, tmp_path):
-    from llmesr.training import Trainer, model_from_checkpoint, prepare_data
+    from llmesr.checkpoint import model_from_checkpoint
+    from llmesr.runs import prepare_data
+    from llmesr.training import Trainer
 
     values = {"data": str(patterned_dir), "model": "cities", "max_len": 10, "hidden_size": 16, "epochs": 2}
     values |= {"batch_size": 16, "progress": False, "sampled_negatives": 5, "loss": "ce"}

@@ -16,7 +16,8 @@ from llmesr.data.groups import item_popularity
 from llmesr.data.sequences import Sequences
 from llmesr.models import MELT, build_model, model_config
 from llmesr.models.melt import ItemContexts, curriculum_weight
-from llmesr.training import Trainer, prepare_data
+from llmesr.runs import prepare_data
+from llmesr.training import Trainer
 
 N_ITEMS = 20
 MAX_LEN = 12

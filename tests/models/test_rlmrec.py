@@ -299,7 +299,9 @@ def test_presets_mirror_the_llmesr_sasrec_backbone(variant):
 
 # ---- (6) end to end through the trainer -------------------------------------------------------
 def test_trainer_trains_both_variants_end_to_end(patterned_dir, tmp_path):
-    from llmesr.training import Trainer, model_from_checkpoint, prepare_data
+    from llmesr.checkpoint import model_from_checkpoint
+    from llmesr.runs import prepare_data
+    from llmesr.training import Trainer
 
     for variant in ("con", "gen"):
         values = {

@@ -46,12 +46,12 @@ def bundle_dir(tmp_path_factory):
 
 
 def test_bundle_recommends_exactly_what_the_run_ranks(bundle_dir):
-    from llmesr.cli import load_run_config
+    from llmesr.checkpoint import model_from_checkpoint
     from llmesr.evaluation import top_k
-    from llmesr.training import model_from_checkpoint, prepare_data
+    from llmesr.runs import RunFolder, prepare_data
 
     bundle = Bundle(bundle_dir / "bundle")
-    cfg = load_run_config(bundle_dir / "run")
+    cfg = RunFolder(bundle_dir / "run").load_config()
     data = prepare_data(cfg)
     model = model_from_checkpoint(bundle_dir / "run" / "best.pt")
     split = data.split.test
@@ -141,13 +141,13 @@ def test_bad_batch_file_and_broken_bundle(bundle_dir, tmp_path, capsys):
 def test_id_start_map_reproduces_the_pca_start_and_drives_cold_start_rows(bundles):
     import torch.nn.functional as F
 
-    from llmesr.cli import load_run_config
-    from llmesr.training import prepare_data, semantic_artifacts
+    from llmesr.runs import RunFolder, prepare_data
+    from llmesr.training import semantic_artifacts
 
     folder = bundles / "llmesr_bundle"
     assert not (bundles / "sasrec_bundle" / "id_start_map.npy").exists()  # no semantic view, no map
     bundle = Bundle(folder, cold_start_neighbours=3)
-    cfg = load_run_config(bundles / "llmesr")
+    cfg = RunFolder(bundles / "llmesr").load_config()
     start = semantic_artifacts(cfg, prepare_data(cfg), bundle.model.config.hidden_size, 0).item_pca
     trained = bundle.model.semantic[1 : bundle.trained_items + 1]
     mapped = trained @ bundle._start_map[:-1] + bundle._start_map[-1]

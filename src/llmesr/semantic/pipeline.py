@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from llmesr.config import ConfigError, read_json
 from llmesr.data.dataset import SequenceDataset
 from llmesr.data.split import Split
-from llmesr.io import atomic_save_npy, atomic_write_json
+from llmesr.errors import ConfigError
+from llmesr.io import atomic_save_npy, atomic_write_json, read_json
 from llmesr.semantic.artifacts import SemanticArtifacts
 from llmesr.semantic.cache import embed_texts
 from llmesr.semantic.encoders import EncoderError, TextEncoder, load_precomputed, one_line

@@ -15,14 +15,12 @@ from llmesr.serving.bundle import FORMAT, BundleError
 
 def export_bundle(run: Path, out: Path) -> Path:
     """Write the bundle of ``run`` (its best checkpoint) into ``out``; returns ``out``."""
-    from llmesr.cli import load_run_config
+    from llmesr.runs import RunFolder
     from llmesr.semantic.prompts import item_titles
-    from llmesr.training import model_from_checkpoint, prepare_data
 
     run, out = Path(run), Path(out)
-    cfg = load_run_config(run)
-    data = prepare_data(cfg)
-    model = model_from_checkpoint(run / "best.pt", data.dataset.fingerprint())
+    loaded = RunFolder(run).load()
+    cfg, data, model = loaded.config, loaded.data, loaded.model
     ds = data.dataset
     popularity = np.bincount(data.split.train.items, minlength=ds.n_items + 1)
     items = pd.DataFrame(
@@ -67,7 +65,7 @@ def id_start_map(cfg, data, model) -> np.ndarray | None:
     LLM embedding to the ID row it started training from (the PCA of the semantic table), fitted by
     least squares on the trained items. PCA is affine, so the fit is exact up to rounding; a new
     item's ID row can then start where a trained item's did. None when it does not apply."""
-    from llmesr.training import semantic_artifacts
+    from llmesr.training.build import semantic_artifacts
 
     mcfg = model.config
     if cfg.model != "llmesr" or not (mcfg.use_collaborative and mcfg.use_semantic) or mcfg.id_init != "pca":

@@ -24,17 +24,20 @@ from typing import Any
 
 import numpy as np
 
-from llmesr.config import ConfigError, read_json, read_yaml
+from llmesr.config import MODEL_KEYS, REPORT, RUNTIME, SEED, keys_with
 from llmesr.data.groups import groups_from_preset, named_groups
-from llmesr.experiments import RunRanks
-from llmesr.report_plots import value_text
+from llmesr.errors import ConfigError
+from llmesr.experiments.compare import RunRanks
+from llmesr.experiments.plots import value_text
+from llmesr.models import MODELS
+from llmesr.models.base import WrapperConfig
+from llmesr.runs import RunData, RunFolder, prepare_data
 
 OURS = "llmesr"
 NAMES = {"sasrec": "SASRec", "bert4rec": "BERT4Rec", "gru4rec": "GRU4Rec", "llminit": "LLMInit"}
 NAMES |= {"cities": "CITIES", "melt": "MELT", "rlmrec": "RLMRec", OURS: "LLM-ESR"}
-IGNORED = {"seed", "data", "threads", "progress", "device", "compile", "eval_batch_size", "cache_dir"}
-IGNORED |= {"semantic_dir", "encoder_device", "encoder_batch_size", "embed_batch_size", "groups"}
-IGNORED |= {"tail_user_threshold", "tail_item_threshold", "ks"}
+# The data path is replaced by the dataset fingerprint; seeds are what a method averages over.
+IGNORED = {*keys_with(SEED), *keys_with(RUNTIME), *keys_with(REPORT), "data"}
 ABLATIONS = {  # switch -> (ablated value, row label), in the paper's order
     "use_collaborative": (False, "w/o collaborative view"),
     "use_semantic": (False, "w/o semantic view"),
@@ -58,17 +61,11 @@ def _default(f) -> Any:
 
 
 def ours_defaults() -> dict[str, Any]:
-    from llmesr.models import MODELS
-
     return {f.name: _default(f) for f in fields(MODELS[OURS][1]) if f.name in VARIANT_KEYS}
 
 
 def normalise(values: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     """(model, backbone, settings that define the method) from a run's config.yaml."""
-    from llmesr.config import MODEL_KEYS
-    from llmesr.models import MODELS
-    from llmesr.models.base import WrapperConfig
-
     model = values.get("model", "sasrec")
     cls = MODELS[model][1] if model in MODELS else None
     declared = {f.name: f for f in fields(cls)} if cls else None
@@ -109,29 +106,20 @@ class Method:
 
 
 def find_runs(root: Path) -> list[Path]:
-    """Finished run folders (``metrics.json`` is the trainer's last write) at any depth under
-    ``root``. Symbolic links are followed, so a report can gather runs from several grids; a run
-    folder is not searched further, and each real folder is visited once (no link cycles)."""
+    """Finished run folders at any depth under ``root``. Symbolic links are followed, so a report
+    can gather runs from several grids; a run folder is not searched further, and each real folder
+    is visited once (no link cycles)."""
     found, seen = [], set()
-    for folder, subfolders, files in os.walk(root, followlinks=True):
+    for folder, subfolders, _ in os.walk(root, followlinks=True):
         real = os.path.realpath(folder)
         if real in seen:
             subfolders.clear()
             continue
         seen.add(real)
-        if "metrics.json" in files:
+        if RunFolder(folder).is_finished():
             found.append(Path(folder))
             subfolders.clear()
     return sorted(found)
-
-
-def _fingerprint(run: Path) -> str | None:
-    for name in ("dataset.json", "metrics.json"):
-        if (run / name).exists():
-            info = read_json(run / name, "run file")
-            dataset = info.get("dataset", info)
-            return dataset.get("fingerprint") if isinstance(dataset, dict) else None
-    return None
 
 
 class DataUnavailable(ConfigError):
@@ -145,18 +133,15 @@ class DataCache:
     def __init__(self) -> None:
         self._data: dict[tuple, Any] = {}
 
-    def get(self, run: Path):
-        from llmesr.cli import load_run_config
-        from llmesr.training import prepare_data
-
+    def get(self, run: Path) -> RunData:
         try:
-            cfg = load_run_config(run)
-            key = (cfg.data, cfg.data_format, cfg.kcore, cfg.split, cfg.user_col, cfg.item_col, cfg.time_col)
+            cfg = RunFolder(run).load_config()
+            key = tuple(getattr(cfg, k) for k in keys_with(section="data"))
             if key not in self._data:
                 self._data[key] = prepare_data(cfg)
         except (FileNotFoundError, ValueError) as err:
             raise DataUnavailable(f"cannot load the dataset of {run}: {err}") from None
-        data, expected = self._data[key], _fingerprint(run)
+        data, expected = self._data[key], RunFolder(run).fingerprint()
         if expected and data.dataset.fingerprint() != expected:
             raise DataUnavailable(f"the dataset {cfg.data} changed since {run} was trained (fingerprint)")
         return data
@@ -170,8 +155,9 @@ def load_methods(
     info: dict[tuple, tuple[str, str, dict]] = {}
     first: tuple[Path, str | None, np.ndarray, dict] | None = None
     for path in paths:
-        read_json(path / "metrics.json", "metrics file")  # the finished-run marker: refused if damaged
-        values = read_yaml(path / "config.yaml", "run config", allow_empty=False)
+        folder = RunFolder(path)
+        folder.metrics()  # the finished-run marker: refused if damaged
+        values = folder.config_values()
         model, backbone, settings = normalise(values)
         if baseline_free and model != OURS:
             continue
@@ -186,7 +172,7 @@ def load_methods(
                 "overall": ranks.members["overall"],
                 **named_groups(*hg.tails(ev.users, ev.targets)),
             }
-        fp, evaluation = _fingerprint(path), {k: settings.get(k) for k in EVALUATION_KEYS}
+        fp, evaluation = folder.fingerprint(), {k: settings.get(k) for k in EVALUATION_KEYS}
         if first is None:
             first = (path, fp, ranks.users, evaluation)
         elif fp != first[1]:

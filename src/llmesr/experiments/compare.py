@@ -11,20 +11,17 @@ baseline), overall and inside every head/tail group.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from llmesr.checkpoint import first_line
-from llmesr.config import ConfigError, read_yaml
 from llmesr.data.groups import named_groups
-from llmesr.io import atomic_save_npz, atomic_write_png
-
-GROUPS = ("overall", "tail_item", "head_item", "tail_user", "head_user")
-PROTOCOLS = ("full", "sampled")
+from llmesr.errors import ConfigError
+from llmesr.evaluation import GROUPS, PROTOCOLS, per_user
+from llmesr.io import atomic_write_png, atomic_write_text
+from llmesr.runs import RunFolder, prepare_data
 
 
 @dataclass
@@ -41,76 +38,21 @@ class RunRanks:
     def load(cls, run: Path, split: str = "test", groups: str | None = None) -> RunRanks:
         """``groups``: recompute head/tail membership with another rule (``pareto``,
         ``beauty_paper``) instead of the one the run was trained with; ranks do not change."""
-        run = Path(run)
-        path = run / "ranks.npz"
-        if not path.exists():
-            compute_ranks(run)
-        users, ranks, tail_user, tail_item = _read_ranks(path, split)
+        folder = RunFolder(run)
+        table = folder.read_ranks(split)
+        tail_user, tail_item = table.tail_user, table.tail_item
         if groups is not None:
-            tail_user, tail_item = regroup(run, split, groups)
-        members = {"overall": np.ones(len(users), dtype=bool), **named_groups(tail_user, tail_item)}
-        cfg = read_yaml(run / "config.yaml", "run config") if (run / "config.yaml").exists() else {}
-        return cls(run, users, ranks, members, cfg.get("seed"))
+            tail_user, tail_item = regroup(folder, split, groups)
+        members = {"overall": np.ones(len(table.users), dtype=bool), **named_groups(tail_user, tail_item)}
+        seed = folder.config_values().get("seed") if folder.file(RunFolder.CONFIG).exists() else None
+        return cls(folder.path, table.users, table.ranks, members, seed)
 
 
-def _read_ranks(path: Path, split: str) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """(users, ranks per protocol, tail-user and tail-item flags) of one split from ``ranks.npz``,
-    refused with a one-line ConfigError naming the file when it is damaged or inconsistent."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            names = [f"{split}_users", f"{split}_tail_user", f"{split}_tail_item"]
-            missing = [n for n in names if n not in z.files]
-            if missing:
-                raise ConfigError(f"{path}: damaged ranks file (no {', '.join(missing)})")
-            users, tail_user, tail_item = (z[n] for n in names)
-            ranks = {p: z[f"{split}_{p}"] for p in PROTOCOLS if f"{split}_{p}" in z.files}
-    except ConfigError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        raise ConfigError(f"{path}: unreadable ranks file ({first_line(err)})") from None
-    for name, a in {"users": users, "tail_user": tail_user, "tail_item": tail_item, **ranks}.items():
-        if a.ndim != 1 or len(a) != len(users) or a.dtype.kind not in "iub":
-            raise ConfigError(
-                f"{path}: {split}_{name} has shape {a.shape} and dtype {a.dtype}, expected "
-                f"{len(users)} integers (one per evaluated user)"
-            )
-    return users, ranks, tail_user, tail_item
-
-
-def regroup(run: Path, split: str, groups: str) -> tuple[np.ndarray, np.ndarray]:
+def regroup(folder: RunFolder, split: str, groups: str) -> tuple[np.ndarray, np.ndarray]:
     """Tail-user / tail-item membership of a run's evaluated users under another group rule."""
-    from llmesr.cli import load_run_config
-    from llmesr.training import prepare_data
-
-    data = prepare_data(load_run_config(run, [f"groups={groups}"]))
+    data = prepare_data(folder.load_config([f"groups={groups}"]))
     ev = data.split.eval_split(split)
     return data.groups.tails(ev.users, ev.targets)
-
-
-def compute_ranks(run: Path) -> None:
-    """Write ``ranks.npz`` for a run folder trained before the trainer wrote it."""
-    from llmesr.cli import load_run_config
-    from llmesr.training import evaluate_splits, model_from_checkpoint, prepare_data
-
-    cfg = load_run_config(run)
-    data = prepare_data(cfg)
-    model = model_from_checkpoint(Path(run) / "best.pt", data.dataset.fingerprint())
-    _, arrays = evaluate_splits(model, data, cfg)
-    atomic_save_npz(Path(run) / "ranks.npz", arrays)
-
-
-def per_user(ranks: np.ndarray, metric: str) -> np.ndarray:
-    """Per-user value of ``HR@k`` / ``NDCG@k`` / ``MRR@k`` from 0-based ranks."""
-    name, k = metric.split("@")
-    hit = ranks < int(k)
-    r = ranks.astype(np.float64)
-    if name == "HR":
-        return hit.astype(np.float64)
-    if name == "NDCG":
-        return np.where(hit, 1.0 / np.log2(r + 2.0), 0.0)
-    if name == "MRR":
-        return np.where(hit, 1.0 / (r + 1.0), 0.0)
-    raise ValueError(f"unknown metric {metric!r}")
 
 
 def compare(
@@ -223,3 +165,26 @@ def bar_chart(frame: pd.DataFrame, path: Path, metric: str = "NDCG@10") -> None:
     fig.tight_layout()
     atomic_write_png(Path(path), fig)
     plt.close(fig)
+
+
+def comparison_text(frame: pd.DataFrame, split: str, groups: str | None) -> str:
+    """The Markdown of ``llmesr compare``: one table per protocol and a legend."""
+    rule = f", {groups} groups" if groups else ""
+    text = "\n\n".join(
+        f"### {split}, {protocol} ranking{rule}\n\n{markdown_table(frame, protocol)}"
+        for protocol in dict.fromkeys(frame.protocol)
+    )
+    return text + (
+        "\n\nmean ± sd over seeds; (+x%) relative to the first method; * paired t-test over users "
+        "p < 0.05 in the method's favour; best in bold.\n"
+    )
+
+
+def write_comparison(frame: pd.DataFrame, text: str, out: Path) -> list[Path]:
+    """``comparison.md``, ``comparison.csv`` (long format, with p-values) and ``comparison.png``."""
+    out = Path(out)
+    files = [out / "comparison.md", out / "comparison.csv", out / "comparison.png"]
+    atomic_write_text(files[0], text)
+    atomic_write_text(files[1], frame.to_csv(index=False))
+    bar_chart(frame, files[2])
+    return files

@@ -61,6 +61,13 @@ class DistContext:
         if self.active:
             dist.barrier()
 
+    def close(self) -> None:
+        """Leave the process group. Every rank leaves together: a rank destroying the group while
+        its peer was still inside the last collective aborted that peer under load."""
+        if self.active:
+            dist.barrier()
+            dist.destroy_process_group()
+
 
 def init_distributed(device: torch.device | None = None) -> DistContext:
     """Join the process group ``torchrun`` describes in the environment (single process otherwise):

@@ -20,7 +20,8 @@ collected into ``OUT/results.csv`` and ``results.parquet``: one row per run, spl
 head/tail group and metric. Every run's configuration is resolved before anything starts, so a
 typo in the grid fails at once, naming the key.
 
-(Kept beside ``experiments.py``, which compares finished runs, so that each file stays small.)
+``set`` and ``when`` are shared by every run of the grid: a model setting that a run's model does
+not read (``distill_weight`` on a SASRec run) is left out of that run, not refused.
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from llmesr.config import ConfigError, RunConfig, apply_overrides, read_json, read_yaml, resolve_config
-from llmesr.experiments import GROUPS, PROTOCOLS
-from llmesr.io import atomic_write_parquet, atomic_write_text
+from llmesr.config import RunConfig, apply_overrides, inapplicable, resolve_config
+from llmesr.errors import ConfigError
+from llmesr.evaluation import EVAL_SPLITS, GROUPS, PROTOCOLS
+from llmesr.io import atomic_write_parquet, atomic_write_text, read_yaml
+from llmesr.runs import RunFolder
 
 
 @dataclass
@@ -96,6 +99,9 @@ def load_grid(path: Path) -> tuple[list[GridRun], Path]:
                 chosen.update(extra)
         chosen = {k: _fill(v, settings, out, path) for k, v in chosen.items()}
         overrides = {**chosen, **settings}
+        model = apply_overrides(resolve_config(configs), overrides, f"{path}: grid run {settings}")
+        unread = set(inapplicable(model, set(overrides)))
+        overrides = {k: v for k, v in overrides.items() if k not in unread}
         sets = [f"{k}={_text(v)}" for k, v in overrides.items()]
         resolve_config(configs, sets)  # fail now, naming the key, rather than mid-grid
         name = "__".join(f"{k}={_text(v)}" for k, v in settings.items()) or "run"
@@ -139,7 +145,7 @@ def _text(value) -> str:
 
 def run_grid(path: Path, jobs: int = 1, dry_run: bool = False) -> pd.DataFrame:
     runs, out = load_grid(path)
-    todo = [r for r in runs if not (r.folder / "metrics.json").exists()]
+    todo = [r for r in runs if not RunFolder(r.folder).is_finished()]
     print(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} finished, {len(todo)} to run -> {out}")
     waves = _waves(todo)  # runs started from another run of the grid wait for it
     if dry_run:
@@ -153,7 +159,7 @@ def run_grid(path: Path, jobs: int = 1, dry_run: bool = False) -> pd.DataFrame:
         run.folder.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "llmesr.cli", "train", *run.args, "--set", f"threads={threads}"]
         cmd += ["--set", "progress=false"]
-        with open(run.folder / "train.log", "a") as log:
+        with open(RunFolder(run.folder).file(RunFolder.TRAIN_LOG), "a") as log:
             return run.name, subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
 
     with ThreadPoolExecutor(max(jobs, 1)) as pool:
@@ -164,7 +170,8 @@ def run_grid(path: Path, jobs: int = 1, dry_run: bool = False) -> pd.DataFrame:
                     print(f"  {r.name}: SKIPPED (the run it starts from failed)")
                     failed.add(r.folder.resolve())
             for run, (name, code) in zip(ready, pool.map(launch, ready), strict=True):
-                print(f"  {name}: {'done' if code == 0 else f'FAILED (exit {code}, see train.log)'}")
+                failure = f"FAILED (exit {code}, see {RunFolder.TRAIN_LOG})"
+                print(f"  {name}: {'done' if code == 0 else failure}")
                 if code != 0:
                     failed.add(run.folder.resolve())
     return collect(runs, out)
@@ -192,11 +199,11 @@ def collect(runs: list[GridRun], out: Path) -> pd.DataFrame:
     """One row per finished run x split x protocol x group x metric; written to OUT/results.*."""
     rows = []
     for run in runs:
-        path = run.folder / "metrics.json"
-        if not path.exists():
+        folder = RunFolder(run.folder)
+        if not folder.is_finished():
             continue
-        metrics = read_json(path, "metrics file")
-        for split in ("valid", "test"):
+        metrics = folder.metrics()
+        for split in EVAL_SPLITS:
             for protocol in PROTOCOLS:
                 result = metrics[split].get(protocol)
                 if result is None:

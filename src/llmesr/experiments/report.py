@@ -31,13 +31,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llmesr.checkpoint import first_line
-from llmesr.config import ConfigError
 from llmesr.data.groups import item_popularity
-from llmesr.experiments import GROUPS, PROTOCOLS, bar_chart, compare, per_user
-from llmesr.report_doc import Figure, Heading, Note, Part, Table, write_report
-from llmesr.report_plots import LINE_GROUPS, group_bars, sensitivity_plot, tsne_plot, value_text
-from llmesr.report_runs import (
+from llmesr.errors import ConfigError
+from llmesr.evaluation import GROUPS, PROTOCOLS, per_user
+from llmesr.experiments.compare import bar_chart, compare
+from llmesr.experiments.document import Figure, Heading, Note, Part, Table, write_report
+from llmesr.experiments.methods import (
     ABLATIONS,
     NAMES,
     OURS,
@@ -49,6 +48,8 @@ from llmesr.report_runs import (
     ours_defaults,
     settings_key,
 )
+from llmesr.experiments.plots import LINE_GROUPS, group_bars, sensitivity_plot, tsne_plot, value_text
+from llmesr.runs import RunFolder
 
 SENSITIVITY = {"distill_weight": "α (distill_weight)", "distill_users": "N (distill_users)"}
 METRICS = ("HR@10", "NDCG@10")
@@ -299,26 +300,11 @@ def group_charts(methods: list[Method], cache: DataCache, split: str, out: Path)
 
 
 def item_vectors(run: Path) -> np.ndarray:
-    """Items 1..N of the run's fused serving table, without the bias column; runs trained before
-    ``item_table.npy`` was written get it from their best checkpoint (not written back)."""
-    if (run / "item_table.npy").exists():
-        path = run / "item_table.npy"
-        try:
-            table = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as err:  # truncated, not .npy, or pickled objects
-            raise ConfigError(f"{path}: unreadable .npy file ({first_line(err)})") from None
-        if table.dtype.kind != "f" or table.ndim != 2 or not np.isfinite(table).all():
-            raise ConfigError(f"{path}: expected a finite float matrix, found {table.dtype} {table.shape}")
-    elif not (run / "best.pt").exists():  # e.g. results copied without their weights
-        raise DataUnavailable(f"{run} has neither item_table.npy nor best.pt")
-    else:
-        import torch
-
-        from llmesr.training import model_from_checkpoint
-
-        with torch.no_grad():
-            table = model_from_checkpoint(run / "best.pt").fused_item_table().float().cpu().numpy()
-    return table[1:, :-1]
+    """Items 1..N of the run's fused serving table, without the bias column."""
+    folder = RunFolder(run)
+    if not folder.file(RunFolder.ITEM_TABLE).exists():  # e.g. results copied without their tables
+        raise DataUnavailable(f"{run} has no {RunFolder.ITEM_TABLE}")
+    return folder.item_table()[1:, :-1]
 
 
 def tsne_section(methods: list[Method], cache: DataCache, split: str, out: Path) -> list[Part]:
@@ -364,7 +350,8 @@ def build_report(
     runs_dir = Path(runs_dir)
     paths = find_runs(runs_dir)
     if not paths:
-        raise ConfigError(f"no finished runs under {runs_dir} (a finished run folder holds metrics.json)")
+        marker = RunFolder.METRICS
+        raise ConfigError(f"no finished runs under {runs_dir} (a finished run folder holds {marker})")
     out = Path(out) if out is not None else runs_dir / "report"
     cache = DataCache()
     methods = load_methods(paths, split, groups, cache, baseline_free)

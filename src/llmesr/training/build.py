@@ -1,0 +1,69 @@
+"""Building what a run trains: the model from the registry (with the semantic artifacts it needs and
+the weights ``init_from`` names), on its device, and its optimiser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from llmesr.checkpoint import init_from_run
+from llmesr.errors import ConfigError
+from llmesr.models import MODELS, SequentialRecommender, model_config
+from llmesr.runs.data import RunData
+from llmesr.semantic.artifacts import SemanticArtifacts
+from llmesr.semantic.pipeline import embed_for_config, load_artifacts, load_semantic_dir
+
+
+def create_model(cfg: Any, data: RunData) -> SequentialRecommender:
+    """The configured model, initialised from the run seed, as the trainer starts it."""
+    torch.manual_seed(cfg.seed)
+    values = {"n_items": data.dataset.n_items, **cfg.model_settings()}
+    try:
+        mcfg = model_config(cfg.model, values)
+    except (TypeError, ValueError) as err:  # the model config's own checks of its settings
+        raise ConfigError(f"model {cfg.model!r}: {err}") from None
+    cls = MODELS[cfg.model][0]
+    art = None
+    if cls.needs_semantic:
+        neighbours = getattr(mcfg, cls.semantic_neighbours) if cls.semantic_neighbours else 0
+        art = semantic_artifacts(cfg, data, mcfg.hidden_size, neighbours=neighbours)
+    try:
+        return cls.for_training(mcfg, data.split.train, art)
+    except ConfigError:
+        raise
+    except ValueError as err:  # models refuse inputs that do not fit them (table shapes) this way
+        raise ConfigError(f"model {cfg.model!r}: {err}") from None
+
+
+def semantic_artifacts(cfg: Any, data: RunData, width: int, neighbours: int) -> SemanticArtifacts:
+    """The semantic step's outputs for this dataset and split (computed first if not cached),
+    checked against the model: PCA ``width`` and at least ``neighbours`` similar users each."""
+    if cfg.semantic_dir:
+        folder = Path(cfg.semantic_dir)
+        try:
+            art = load_semantic_dir(folder, data.dataset, data.split)
+        except ValueError as err:
+            raise ConfigError(f"semantic_dir: {err}") from None
+    else:
+        folder, _ = embed_for_config(cfg, data.dataset, data.split)
+        art = load_artifacts(folder, data.dataset)
+    try:
+        art.check(folder, data.dataset.n_items, data.dataset.n_users, width, neighbours)
+    except ValueError as err:
+        raise ConfigError(f"semantic artifacts rejected: {err}") from None
+    return art
+
+
+def start_weights(model: SequentialRecommender, cfg: Any, data: RunData) -> str | None:
+    """Load the weights ``init_from`` names (a resumed run then overwrites them with its last.pt)."""
+    if not cfg.init_from:
+        return None
+    return init_from_run(model, cfg.model, Path(cfg.init_from), data.dataset.fingerprint())
+
+
+def make_optimizer(model: torch.nn.Module, cfg: Any) -> torch.optim.Optimizer:
+    return torch.optim.Adam(
+        model.parameters(), lr=cfg.lr, betas=(0.9, cfg.adam_beta2), weight_decay=cfg.weight_decay
+    )
