@@ -16,12 +16,9 @@ import time
 import urllib.error
 import urllib.request
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    pass
 
 from llmesr.semantic.encoders import EncoderError, check_texts
 
