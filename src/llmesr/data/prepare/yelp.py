@@ -25,14 +25,14 @@ def date_seconds(text: str) -> float:
 
 
 def review(obj: dict[str, Any]) -> ReviewRow:
-    date = obj.get("date")
-    if not isinstance(date, str):
-        raise ValueError(f"'date' is {date!r}, not a 'YYYY-MM-DD HH:MM:SS' string")
+    user, item, stars = text_id(obj, "user_id"), text_id(obj, "business_id"), number(obj, "stars")
+    if "date" not in obj:
+        raise ValueError("no 'date' field")
+    date = obj["date"]
     try:
-        seconds = date_seconds(date)
-    except ValueError:
+        return user, item, stars, date_seconds(date)
+    except (AttributeError, ValueError):
         raise ValueError(f"'date' is {date!r}, not a 'YYYY-MM-DD HH:MM:SS' string") from None
-    return text_id(obj, "user_id"), text_id(obj, "business_id"), number(obj, "stars"), seconds
 
 
 def item_text(obj: dict[str, Any]) -> dict[str, Any]:
