@@ -74,7 +74,7 @@ def test_2014_metadata_is_parsed_as_literals_never_evaluated(tmp_path):
     with pytest.raises(
         DataFormatError, match=r"meta.json:2: neither a JSON object nor a Python dict literal$"
     ):
-        run(tmp_path, "amazon2014", [Review("U", "A1", 1)], lines)
+        run(tmp_path, "amazon2014", [Review("U", "A1", 1), Review("U", "A2", 2)], lines)
     assert not marker.exists()
 
 
@@ -235,3 +235,12 @@ def test_clean_list_flattens_and_keeps_first_occurrences():
 )
 def test_parse_price(value, price):
     assert parse_price(value) == price
+
+
+def test_metadata_lines_of_other_items_are_skipped_undecoded(tmp_path):
+    lines = [
+        '{"asin": "OTHER", "title": "broken line of an item outside the dataset", ',
+        meta_2018(Product("B1", "Wanted")),
+    ]
+    items = items_of(run(tmp_path, "amazon2018", [Review("U", "B1", 1)], lines), "amazon2018")
+    assert items["B1"]["title"] == "Wanted"

@@ -39,6 +39,7 @@ SOURCE = Source(
     meta_files="meta_<Category>.json.gz (Python dict literals)",
     user_field="reviewer_id",
     item_field="asin",
+    meta_id_key="asin",
     text_fields=("title", "brand", "categories", "description", "price"),
     review=review,
     item_id=lambda obj: text_id(obj, "asin"),

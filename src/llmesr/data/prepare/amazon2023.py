@@ -33,6 +33,7 @@ SOURCE = Source(
     meta_files="meta_<Category>.jsonl.gz",
     user_field="reviewer_id",
     item_field="parent_asin",
+    meta_id_key="parent_asin",
     text_fields=("title", "brand", "categories", "description", "price"),
     review=review,
     item_id=lambda obj: text_id(obj, "parent_asin"),

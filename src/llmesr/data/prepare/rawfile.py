@@ -11,6 +11,7 @@ import ast
 import gzip
 import hashlib
 import json
+import re
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -68,16 +69,35 @@ def decode_json_or_literal(line: bytes) -> Any:
         raise ValueError("neither a JSON object nor a Python dict literal") from None
 
 
+def decode_record(path: Path, number: int, line: bytes, decode: Decoder) -> dict[str, Any]:
+    """One line decoded to an object; anything else fails naming the file and line."""
+    try:
+        obj = decode(line)
+    except ValueError as exc:
+        raise DataFormatError(f"{path}:{number}: {exc}") from None
+    if not isinstance(obj, dict):
+        raise DataFormatError(f"{path}:{number}: expected an object, got {type(obj).__name__}")
+    return obj
+
+
 def records(path: Path, decode: Decoder) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line number, object)`` for each line of ``path``; a line that is not an object fails naming it."""
     for number, line in numbered_lines(path):
-        try:
-            obj = decode(line)
-        except ValueError as exc:
-            raise DataFormatError(f"{path}:{number}: {exc}") from None
-        if not isinstance(obj, dict):
-            raise DataFormatError(f"{path}:{number}: expected an object, got {type(obj).__name__}")
-        yield number, obj
+        yield number, decode_record(path, number, line, decode)
+
+
+def field_values(key: str) -> Callable[[bytes], list[str]]:
+    """A quick reader of every ``"key": "value"`` (or single-quoted) pair written in a raw line.
+
+    It lets a caller skip a line without decoding it. The pattern may also match text inside
+    another field, so it over-reports but never misses a plainly written string value.
+    """
+    pattern = re.compile(rb"[\"']" + re.escape(key.encode()) + rb"[\"']\s*:\s*[\"']([^\"'\\]+)[\"']")
+
+    def values(line: bytes) -> list[str]:
+        return [v.decode("utf-8", "replace") for v in pattern.findall(line)]
+
+    return values
 
 
 def sha256_of(path: Path, chunk: int = 1 << 20) -> str:

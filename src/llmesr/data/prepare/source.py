@@ -35,6 +35,7 @@ class Source:
     meta_files: str  # the metadata file names
     user_field: str  # users.jsonl key holding the original user id
     item_field: str  # items.jsonl key holding the original item id
+    meta_id_key: str  # the raw metadata key holding the item id (read off raw lines to skip them)
     text_fields: tuple[str, ...]  # items.jsonl text fields, in order (keys of TEXT_DEFAULTS)
     review: Callable[[dict[str, Any]], ReviewRow]
     item_id: Callable[[dict[str, Any]], str]

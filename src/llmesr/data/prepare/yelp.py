@@ -46,6 +46,7 @@ SOURCE = Source(
     meta_files="yelp_academic_dataset_business.json",
     user_field="yelp_user_id",
     item_field="business_id",
+    meta_id_key="business_id",
     text_fields=("title", "categories"),
     review=review,
     item_id=lambda obj: text_id(obj, "business_id"),
