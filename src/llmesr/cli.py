@@ -172,9 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
         "sequences.txt, items.jsonl, users.jsonl, card.json, dataset.md (see llmesr.data.prepare).",
     )
     p.add_argument("--source", required=True, choices=list(SOURCES))
-    p.add_argument("--reviews", type=Path, required=True, help="the review file of the dump")
-    p.add_argument("--meta", type=Path, help="the item metadata file (titles, brands, categories, ...)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (written all at once)")
+    p.add_argument("--reviews", type=Path, required=True, metavar="FILE", help="the review file of the dump")
+    p.add_argument("--meta", type=Path, metavar="FILE", help="the item metadata file (titles, brands, ...)")
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="output folder (written all at once)"
+    )
     p.add_argument("--preset", choices=list(PRESETS), default="s3rec", help="named filters (default: s3rec)")
     p.add_argument("--min-rating", type=float, help="keep reviews rated at least this")
     p.add_argument("--date-from", help="keep reviews at or after this UTC instant (YYYY-MM-DD[ HH:MM:SS])")

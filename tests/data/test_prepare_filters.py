@@ -10,11 +10,16 @@ import numpy as np
 import pytest
 from raw_dumps import RENDERERS, Review, write_dump, write_lines
 
+from conftest import SHARED_DATA
 from llmesr.data.formats import DataFormatError
 from llmesr.data.prepare import PRESETS, SOURCES, CoreStep, prepare, resolve_filters
 from llmesr.data.prepare.filters import core_mask, first_of_repeated_pairs
 
 DAY = 86_400
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def codes(pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -159,7 +164,7 @@ def test_the_s3rec_preset_reproduces_a_known_five_core_set(source, tmp_path):
     review_file, _ = write_dump(tmp_path / "raw", source, reviews, [], gz=True)
     card = prepare(source, review_file, tmp_path / "out", preset="s3rec", progress=False)
     assert (tmp_path / "out" / "sequences.txt").read_text() == canonical_text(rows)
-    users = [json.loads(line) for line in (tmp_path / "out" / "users.jsonl").read_text().splitlines()]
+    users = read_jsonl(tmp_path / "out" / "users.jsonl")
     assert [u[SOURCES[source].user_field] for u in users] == [f"user{u}" for u in range(30)]
     raw, core = card["stages"]
     assert (raw["users"], raw["items"], raw["interactions"]) == (34, 17, len(reviews))
@@ -225,3 +230,27 @@ def test_a_truncated_gzip_file_is_named(tmp_path):
     with pytest.raises(DataFormatError, match=r"cut.json.gz:\d+: truncated or corrupt gzip data"):
         prepare("yelp", cut, tmp_path / "out", preset="none", progress=False)
     assert RENDERERS["yelp"]  # the renderer table is what the contract tests iterate
+
+
+def test_the_shared_beauty_ids_come_back_from_an_asin_sorted_raw_file(tmp_path):
+    """The 2014 review files are sorted by asin. Rendering the shared Beauty split that way (history
+    order kept by the timestamps) and preparing it with the s3rec preset gives back its exact ids:
+    users by first line, items by first appearance, as S3Rec numbered them."""
+    beauty = SHARED_DATA / "beauty"
+    if not (beauty / "sequences.txt").exists():
+        pytest.skip(f"real data not available at {beauty}")
+    asin = {r["item_id"]: r["asin"] for r in read_jsonl(beauty / "items.jsonl")}
+    reviewer = {r["user_id"]: r["reviewer_id"] for r in read_jsonl(beauty / "users.jsonl")}
+    rows = [list(map(int, line.split())) for line in (beauty / "sequences.txt").read_text().splitlines()]
+    reviews = [
+        (asin[item], user, Review(reviewer[user], asin[item], 1_000_000_000 + pos * DAY))
+        for user, *items in rows
+        for pos, item in enumerate(items)
+    ]
+    reviews.sort(key=lambda r: r[:2])
+    render = RENDERERS["amazon2014"][0]
+    review_file = write_lines(tmp_path / "reviews_Beauty_5.json", [render(r[2]) for r in reviews])
+    prepare("amazon2014", review_file, tmp_path / "out", preset="s3rec", progress=False)
+    assert (tmp_path / "out" / "sequences.txt").read_text() == (beauty / "sequences.txt").read_text()
+    items = read_jsonl(tmp_path / "out" / "items.jsonl")
+    assert all(asin[r["item_id"]] == r["asin"] for r in items) and len(items) == len(asin)

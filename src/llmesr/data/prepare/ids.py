@@ -1,10 +1,12 @@
 """Stage counts and the final renumbering of kept interactions into a sequences folder's ids.
 
 The id rule is S3Rec's (``data_process.py``: a dict filled in file order, then ``id_map``), which
-reproduces the shared Beauty and Yelp id spaces: users are numbered from 1 in order of their first
-review line in the file (among lines passing the rating and date filters, before any core step);
-items from 1 in order of first appearance when the users' histories are read in that order. Each
-history is in time order; equal times keep file order (a stable sort, as S3Rec's ``list.sort``).
+gives the shared Beauty and Yelp id spaces (items there are numbered by first appearance, and the
+Beauty users are in order of their smallest asin: the 2014 review files are sorted by asin).
+Users are numbered from 1 in order of their first review line in the file (among lines passing
+the rating and date filters, before any core step); items from 1 in order of first appearance
+when the users' histories are read in that order. Each history is in time order; equal times keep
+file order (a stable sort, as S3Rec's ``list.sort``).
 """
 
 from __future__ import annotations
