@@ -163,6 +163,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="head/tail rule (default: the one each run was trained with)",
     )
     p.add_argument("--baseline-free", action="store_true", help="report the LLM-ESR runs alone")
+
+    from llmesr.data.prepare import PRESETS, SOURCES
+
+    p = sub.add_parser(
+        "prepare",
+        help="a raw public review dump -> a sequences folder with a dataset card",
+        description="Amazon 2014/2018/2023 or Yelp review and metadata files (plain or gzip) -> "
+        "sequences.txt, items.jsonl, users.jsonl, card.json, dataset.md (see llmesr.data.prepare).",
+    )
+    p.add_argument("--source", required=True, choices=list(SOURCES))
+    p.add_argument("--reviews", type=Path, required=True, metavar="FILE", help="the review file of the dump")
+    p.add_argument("--meta", type=Path, metavar="FILE", help="the item metadata file (titles, brands, ...)")
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="output folder (written all at once)"
+    )
+    p.add_argument("--preset", choices=list(PRESETS), default="s3rec", help="named filters (default: s3rec)")
+    p.add_argument("--min-rating", type=float, help="keep reviews rated at least this")
+    p.add_argument("--date-from", help="keep reviews at or after this UTC instant (YYYY-MM-DD[ HH:MM:SS])")
+    p.add_argument("--date-to", help="keep reviews at or before this UTC instant")
+    p.add_argument("--dedup", action=argparse.BooleanOptionalAction, help="keep the first of repeated pairs")
+    p.add_argument("--kcore", type=int, help="iterated k-core instead of the preset's core steps (0: none)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+
+    p = sub.add_parser("data", help="dataset tools: data stats")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    q = data_sub.add_parser("stats", help="sizes, long-tail distributions, head/tail shares of a dataset")
+    q.add_argument("dataset", help="dataset folder/file, or a name under the data roots")
+    q.add_argument("--out", type=Path, help="also write stats.md, stats.json and distributions.png here")
     return parser
 
 
@@ -324,6 +352,37 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from llmesr.data.prepare import prepare
+
+    card = prepare(
+        args.source,
+        args.reviews,
+        args.out,
+        args.meta,
+        args.preset,
+        min_rating=args.min_rating,
+        date_from=args.date_from,
+        date_to=args.date_to,
+        dedup=args.dedup,
+        kcore=args.kcore,
+        overwrite=args.overwrite,
+        progress=True,
+    )
+    counts = card["counts"]
+    print(f"{counts['users']:,} users, {counts['items']:,} items, {counts['interactions']:,} interactions")
+    print(f"wrote {args.out}/sequences.txt, items.jsonl, users.jsonl, card.json and dataset.md")
+    return 0
+
+
+def cmd_data_stats(args: argparse.Namespace) -> int:
+    from llmesr.data.stats import describe_dataset
+
+    check_out(args.out, folder=True)
+    print(describe_dataset(args.dataset, args.out))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not logging.getLogger("llmesr").handlers:  # library warnings, one line each
@@ -340,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
         "export": cmd_export,
         "serve": cmd_serve,
         "experiment": cmd_experiment,
+        "prepare": cmd_prepare,
+        "data": cmd_data_stats,  # "stats" is the only data subcommand so far
     }[args.command]
     try:
         return handler(args)

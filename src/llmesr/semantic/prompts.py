@@ -23,6 +23,8 @@ ITEM_TEMPLATES: dict[str, str] = {
     "paper": "The {domain} item has following attributes: "
     "[name is {title}; ][brand is {brand}; ][categories are {categories}].",
     "title": "{title}",
+    # Businesses (Yelp): a name and categories, no brand; the paper's wording with a business noun.
+    "business": "The business has following attributes: [name is {title}; ][categories are {categories}].",
 }
 
 # Fields that carry item text; an item whose template fields are all empty is rendered from these
