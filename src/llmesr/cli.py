@@ -18,6 +18,7 @@ from typing import NoReturn
 from llmesr.checkpoint import CheckpointError
 from llmesr.config import REPORT, RUNTIME, keys_with, resolve_config
 from llmesr.data.formats import DataFormatError
+from llmesr.data.prepare import PRESETS, SOURCES
 from llmesr.errors import ConfigError
 from llmesr.evaluation import EVAL_SPLITS, format_table
 from llmesr.io import atomic_write_json, atomic_write_text, check_writable
@@ -163,8 +164,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="head/tail rule (default: the one each run was trained with)",
     )
     p.add_argument("--baseline-free", action="store_true", help="report the LLM-ESR runs alone")
-
-    from llmesr.data.prepare import PRESETS, SOURCES
 
     p = sub.add_parser(
         "prepare",
