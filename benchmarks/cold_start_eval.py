@@ -24,10 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from llmesr.checkpoint import model_from_checkpoint
-from llmesr.cli import load_run_config
 from llmesr.evaluation import exclude_items, metrics_from_ranks
-from llmesr.runs import prepare_data
+from llmesr.runs import RunFolder
 from llmesr.serving.cold_start import ColdItems, estimated_id_row
 from llmesr.serving.export import id_start_map
 
@@ -62,11 +60,10 @@ def main() -> None:
     p.add_argument("--optimism", type=float, nargs="+", default=[0.0, 0.5, 1.0, 1.5, 2.0])
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    cfg = load_run_config(args.run)
+    run = RunFolder(args.run).load()
+    cfg, data, model = run.config, run.data, run.model
     if cfg.model != "llmesr":
         raise SystemExit("cold start needs an LLM-ESR run (a semantic view)")
-    data = prepare_data(cfg)
-    model = model_from_checkpoint(args.run / "best.pt", data.dataset.fingerprint())
     split = data.split.valid if args.split == "valid" else data.split.test
     table, h = model.fused_item_table(), model.config.hidden_size
     rng = np.random.default_rng(args.seed)
