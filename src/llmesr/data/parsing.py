@@ -149,6 +149,30 @@ def index_item_info(frame: pd.DataFrame, ids: np.ndarray, locate: Callable[[int]
         raise DataFormatError(
             f"{locate(second)}: duplicate item_id {ids[second]!r} (first seen at {locate(first)})"
         )
+    _refuse_nul(frame, locate)
     frame = frame.copy()
     frame.index = index
     return frame
+
+
+def _refuse_nul(frame: pd.DataFrame, locate: Callable[[int], str]) -> None:
+    """Refuse item text holding a NUL character: no prompt can carry one (the embedding cache keys
+    batches on NUL-joined texts and refuses them), and in text it is always damage or a mistake.
+    Text files cannot hold a raw NUL (:func:`read_text`); JSON's ``\\u0000`` and Parquet strings can."""
+    for column in frame.columns:
+        if not pd.api.types.is_object_dtype(frame[column].dtype) and not pd.api.types.is_string_dtype(
+            frame[column].dtype
+        ):
+            continue
+        for i, value in enumerate(frame[column].tolist()):
+            if has_nul(value):
+                raise DataFormatError(f"{locate(i)}: field {column!r} contains a NUL character (\\u0000)")
+
+
+def has_nul(value: object) -> bool:
+    """Whether a text value, or any string in a list of them, holds a NUL character."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return any(isinstance(v, str) and "\x00" in v for v in value)
+    return False
