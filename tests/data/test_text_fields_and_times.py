@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from conftest import patterned_rows, write_sequences_dir
 from llmesr.cli import main
 from llmesr.data.formats import DataFormatError, read_sequences_dir, read_table
+from llmesr.serving.batch import read_histories
 
 
 def items_dir(tmp_path: Path, *lines: str) -> Path:
@@ -82,3 +84,64 @@ def test_cli_prints_the_error_on_one_line_with_exit_code_2(tmp_path: Path, capsy
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{data / 'items.jsonl'}:7: field 'title' contains a NUL character" in err
     assert not (tmp_path / "run").exists()
+
+
+TIMES = [
+    "2024-03-01T10:00:00Z",
+    "2024-03-01T11:30:00+02:00",  # 09:30 UTC: before the first row
+    "2024-03-01 10:00:00.000001",
+    "2024-02-29",
+    "2024-03-01T10:00:00Z",  # a tie keeps file order
+]
+
+
+def test_iso_8601_csv_times_order_exactly_like_parquet_datetimes(tmp_path: Path) -> None:
+    users, items = ["a", "a", "a", "b", "a"], ["1", "2", "3", "4", "5"]
+    csv = "user_id,item_id,timestamp\n" + "".join(
+        f"{u},{i},{t}\n" for u, i, t in zip(users, items, TIMES, strict=True)
+    )
+    (tmp_path / "log.csv").write_text(csv)
+    stamps = pd.to_datetime(pd.Series(TIMES), format="ISO8601", utc=True)
+    pd.DataFrame({"user_id": users, "item_id": items, "timestamp": stamps}).to_parquet(
+        tmp_path / "log.parquet"
+    )
+    text, typed = read_table(tmp_path / "log.csv"), read_table(tmp_path / "log.parquet")
+    assert text.items.tolist() == typed.items.tolist() == ["2", "1", "5", "3", "4"]
+    assert text.users.tolist() == typed.users.tolist()
+    np.testing.assert_array_equal(text.timestamps, typed.timestamps)
+    assert text.timestamps[0] == pd.Timestamp("2024-03-01T09:30:00Z").timestamp()
+
+
+@pytest.mark.parametrize(
+    ("column", "row", "value"),
+    [
+        (["2024-03-01", "2024-13-01"], 2, "'2024-13-01'"),
+        (["2024-03-01", "", "x"], 2, "''"),
+        (["2024-03-01", "1700000000"], 2, "'1700000000'"),
+    ],
+)
+def test_unparseable_iso_time_names_column_and_first_bad_row(tmp_path: Path, column, row, value) -> None:
+    body = "".join(f"u,{i},{t}\n" for i, t in enumerate(column))
+    (tmp_path / "log.csv").write_text("user_id,item_id,when\n" + body)
+    with pytest.raises(DataFormatError) as err:
+        read_table(tmp_path / "log.csv", time_col="when")
+    assert (
+        str(err.value)
+        == f"{tmp_path / 'log.csv'}: row {row}: column 'when' is not an ISO-8601 date-time: {value}"
+    )
+
+
+def test_text_that_is_neither_a_number_nor_a_time_says_both(tmp_path: Path) -> None:
+    (tmp_path / "log.csv").write_text("user_id,item_id,timestamp\nu,1,soon\n")
+    with pytest.raises(
+        DataFormatError, match="row 1: column 'timestamp' is not a finite number or an ISO-8601"
+    ):
+        read_table(tmp_path / "log.csv")
+
+
+def test_batch_histories_accept_iso_times(tmp_path: Path) -> None:
+    # 8 is 01:00 UTC on March 2, after 7; as text it would sort first.
+    (tmp_path / "h.csv").write_text(
+        "user_id,item_id,timestamp\nu,8,2024-03-01T23:00:00-02:00\nu,7,2024-03-02T00:30Z\n"
+    )
+    assert read_histories(tmp_path / "h.csv") == (["u"], [["7", "8"]])
