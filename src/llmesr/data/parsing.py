@@ -120,7 +120,11 @@ def to_float(values: pd.Series, what: str, locate: Callable[[int], str]) -> np.n
         parsed = np.asarray(values.astype(np.float64), dtype=np.float64)
     except (TypeError, ValueError):
         parsed = np.asarray(pd.to_numeric(values, errors="coerce"), dtype=np.float64)
-        if not np.isfinite(parsed[0]) and pd.api.types.infer_dtype(values, skipna=True) == "string":
+        if (
+            parsed.size
+            and not np.isfinite(parsed[0])
+            and pd.api.types.infer_dtype(values, skipna=True) == "string"
+        ):
             times = pd.to_datetime(values, format="ISO8601", utc=True, errors="coerce")
             if pd.isna(times.iloc[0]):
                 what = f"{what} is not a finite number or an ISO-8601 date-time"
@@ -177,16 +181,15 @@ def _refuse_nul(frame: pd.DataFrame, locate: Callable[[int], str]) -> None:
     batches on NUL-joined texts and refuses them), and in text it is always damage or a mistake.
     Text files cannot hold a raw NUL (:func:`read_text`); JSON's ``\\u0000`` and Parquet strings can."""
     for column in frame.columns:
-        if not pd.api.types.is_object_dtype(frame[column].dtype) and not pd.api.types.is_string_dtype(
-            frame[column].dtype
-        ):
-            continue
+        dtype = frame[column].dtype
+        if not (pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)):
+            continue  # numbers, booleans and datetimes hold no text
         for i, value in enumerate(frame[column].tolist()):
-            if has_nul(value):
+            if _has_nul(value):
                 raise DataFormatError(f"{locate(i)}: field {column!r} contains a NUL character (\\u0000)")
 
 
-def has_nul(value: object) -> bool:
+def _has_nul(value: object) -> bool:
     """Whether a text value, or any string in a list of them, holds a NUL character."""
     if isinstance(value, str):
         return "\x00" in value
