@@ -173,3 +173,40 @@ def bundle_text(bundle: Bundle, item_id: str) -> str:
     return item_prompts(
         fields, np.array(["", item_id], dtype=object), enc["item_template"], enc["prompt_domain"]
     ).texts[0]
+
+
+def test_bundle_from_precomputed_embeddings_refuses_new_items(tmp_path):
+    """A run trained from ``item_embeddings_file`` has item vectors no encoder can reproduce: its
+    bundle records ``precomputed:<sha256>`` (it recorded MiniLM before) and refuses new items
+    instead of embedding them with MiniLM into a table whose other rows came from the file."""
+    import hashlib
+
+    from fastapi.testclient import TestClient
+
+    from conftest import SERVING_SETTINGS, patterned_rows, write_sequences_dir
+    from llmesr.serving.api import create_app
+    from llmesr.serving.bundle import ItemRefused
+
+    data = write_sequences_dir(tmp_path / "data", patterned_rows(40, 20))
+    vectors = tmp_path / "vectors.npy"
+    np.save(vectors, np.random.default_rng(0).normal(size=(20, 24)).astype(np.float32))
+    sets = [a for k, v in SERVING_SETTINGS.items() for a in ("--set", f"{k}={v}")]
+    sets += ["--set", f"item_embeddings_file={vectors}", "--set", f"cache_dir={tmp_path / 'cache'}"]
+    run = tmp_path / "run"
+    assert (
+        main(["train", "--data", str(data), "--model", "llmesr", "--out", str(run), "--epochs", "1", *sets])
+        == 0
+    )
+    assert main(["export", str(run), "--out", str(tmp_path / "bundle")]) == 0
+
+    identity = json.loads((tmp_path / "bundle" / "bundle.json").read_text())["encoder"]["identity"]
+    assert identity.startswith("precomputed:")
+    assert hashlib.sha256(vectors.read_bytes()).hexdigest().startswith(identity.split(":", 1)[1])
+    bundle = Bundle(tmp_path / "bundle")
+    with pytest.raises(ItemRefused, match="precomputed item embeddings"):
+        bundle.add_item("new", "a new thing")
+    assert bundle.n_items == 20 and bundle._encoder is None  # refused before any encoder was loaded
+    with TestClient(create_app({"b": bundle}), raise_server_exceptions=False) as c:
+        r = c.post("/items", json={"item_id": "new", "title": "a new thing"})
+        assert r.status_code == 422 and "precomputed item embeddings" in r.json()["detail"]
+        assert c.post("/recommend", json={"history": ["3", "4"], "k": 3}).status_code == 200

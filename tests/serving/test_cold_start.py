@@ -74,7 +74,7 @@ def test_bundle_adds_the_bonus_to_new_items_only(bundles):
         user = torch.cat([plain.model.user_vectors(batch), torch.ones(1, 1)], dim=1)
     internal = int(plain.internal_ids(["new-a"])[0])
     assert a["new-a"] == pytest.approx(float(user[0] @ plain.table[internal]), rel=1e-5)
-    bonus = hopeful._cold.bonus(user[:, : hopeful.model.config.hidden_size], 2.0)[0, 0]
+    bonus = hopeful.state.cold.bonus(user[:, : hopeful.model.config.hidden_size], 2.0)[0, 0]
     assert b["new-a"] - a["new-a"] == pytest.approx(float(bonus), rel=1e-4)
 
 

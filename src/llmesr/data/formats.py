@@ -64,11 +64,30 @@ def _read_items_jsonl(path: Path, id_field: str = "item_id") -> pd.DataFrame:
             raise DataFormatError(f"{path}:{number}: {id_field} must be a string or integer, got {raw!r}")
         if isinstance(raw, str) and not raw.strip():
             raise DataFormatError(f"{path}:{number}: empty {id_field}")
+        if isinstance(raw, str) and "\x00" in raw:
+            raise DataFormatError(f"{path}:{number}: {id_field} contains a NUL character (\\u0000)")
+        _check_text_fields(obj, f"{path}:{number}")
         ids.append(str(raw))
         records.append(obj)
         line_numbers.append(number)
     frame = pd.DataFrame.from_records(records) if records else pd.DataFrame(index=range(0))
     return index_item_info(frame, np.array(ids, dtype=object), lambda i: f"{path}:{line_numbers[i]}")
+
+
+def _check_text_fields(obj: dict, where: str) -> None:
+    """Every field of an item line is text for the prompts: a string, a list of strings (Beauty's
+    ``attributes``, Yelp's ``categories``) or null (missing). Anything else (``"title": 5``, an
+    object) would be stringified into the prompt; refused, naming the line and the field."""
+    for name, value in obj.items():
+        if value is None or isinstance(value, str):
+            continue
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            continue
+        shown = type(value).__name__ + ("" if isinstance(value, (dict, list)) else f" {value!r}")
+        raise DataFormatError(
+            f"{where}: field {name!r} must be a string, or a list of strings, not {shown[:80]} "
+            "(quote numbers that are text)"
+        )
 
 
 def read_sequences_dir(path: Path) -> InteractionLog:

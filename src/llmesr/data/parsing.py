@@ -108,24 +108,45 @@ def ids_to_str(values: pd.Series, what: str, locate: Callable[[int], str]) -> np
 def to_float(values: pd.Series, what: str, locate: Callable[[int], str]) -> np.ndarray:
     """Parse a numeric (timestamp) column to float64, naming the first value that is not a finite number.
 
-    Datetime columns (Parquet can store them typed) become seconds since the Unix epoch.
+    Datetime columns (Parquet can store them typed) become seconds since the Unix epoch, and so do
+    text columns of ISO-8601 date-times (a CSV's ``2024-03-01T10:00:00Z``): parsed by pandas, an
+    offset converted to UTC, a time without one taken as UTC, exactly like a Parquet datetime. A
+    text column is read as date-times when its first value is one and is not a number.
     """
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return _finite(_epoch_seconds(values), values, f"{what} is not a finite number", locate)
+    try:
+        # Fast path: a straight cast is several times quicker than to_numeric on text columns.
+        parsed = np.asarray(values.astype(np.float64), dtype=np.float64)
+    except (TypeError, ValueError):
+        parsed = np.asarray(pd.to_numeric(values, errors="coerce"), dtype=np.float64)
+        if (
+            parsed.size
+            and not np.isfinite(parsed[0])
+            and pd.api.types.infer_dtype(values, skipna=True) == "string"
+        ):
+            times = pd.to_datetime(values, format="ISO8601", utc=True, errors="coerce")
+            if pd.isna(times.iloc[0]):
+                what = f"{what} is not a finite number or an ISO-8601 date-time"
+                return _finite(parsed, values, what, locate)
+            return _finite(_epoch_seconds(times), values, f"{what} is not an ISO-8601 date-time", locate)
+    return _finite(parsed, values, f"{what} is not a finite number", locate)
+
+
+def _epoch_seconds(values: pd.Series) -> np.ndarray:
+    """Seconds since the Unix epoch of a datetime column (aware in UTC, naive taken as UTC), NaT as NaN."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-    if pd.api.types.is_datetime64_dtype(values.dtype):
-        # Seconds since the epoch, whatever the stored resolution (pandas may use s, ms, us or ns).
-        parsed = (values - pd.Timestamp("1970-01-01")) / pd.Timedelta(seconds=1)
-    else:
-        try:
-            # Fast path: a straight cast is several times quicker than to_numeric on text columns.
-            parsed = values.astype(np.float64)
-        except (TypeError, ValueError):
-            parsed = pd.to_numeric(values, errors="coerce")
-    out = np.asarray(parsed, dtype=np.float64)
+    # Whatever the stored resolution (pandas may use s, ms, us or ns).
+    return np.asarray((values - pd.Timestamp("1970-01-01")) / pd.Timedelta(seconds=1), dtype=np.float64)
+
+
+def _finite(out: np.ndarray, values: pd.Series, problem: str, locate: Callable[[int], str]) -> np.ndarray:
+    """``out``, or a DataFormatError naming the first row whose value is not finite and the raw value."""
     bad = np.flatnonzero(~np.isfinite(out))
     if bad.size:
         i = int(bad[0])
-        raise DataFormatError(f"{locate(i)}: {what} is not a finite number: {values.iloc[i]!r}")
+        raise DataFormatError(f"{locate(i)}: {problem}: {values.iloc[i]!r}")
     return out
 
 
@@ -149,6 +170,29 @@ def index_item_info(frame: pd.DataFrame, ids: np.ndarray, locate: Callable[[int]
         raise DataFormatError(
             f"{locate(second)}: duplicate item_id {ids[second]!r} (first seen at {locate(first)})"
         )
+    _refuse_nul(frame, locate)
     frame = frame.copy()
     frame.index = index
     return frame
+
+
+def _refuse_nul(frame: pd.DataFrame, locate: Callable[[int], str]) -> None:
+    """Refuse item text holding a NUL character: no prompt can carry one (the embedding cache keys
+    batches on NUL-joined texts and refuses them), and in text it is always damage or a mistake.
+    Text files cannot hold a raw NUL (:func:`read_text`); JSON's ``\\u0000`` and Parquet strings can."""
+    for column in frame.columns:
+        dtype = frame[column].dtype
+        if not (pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)):
+            continue  # numbers, booleans and datetimes hold no text
+        for i, value in enumerate(frame[column].tolist()):
+            if _has_nul(value):
+                raise DataFormatError(f"{locate(i)}: field {column!r} contains a NUL character (\\u0000)")
+
+
+def _has_nul(value: object) -> bool:
+    """Whether a text value, or any string in a list of them, holds a NUL character."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return any(isinstance(v, str) and "\x00" in v for v in value)
+    return False

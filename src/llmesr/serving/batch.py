@@ -59,8 +59,9 @@ def recommend_frame(
     bundle: Bundle, users: list[str], histories: list[list[str]], k: int, exclude_seen: bool
 ) -> pd.DataFrame:
     parts = []
+    state = bundle.state  # one catalogue snapshot for every ranking and title below
     for start in range(0, len(histories), CHUNK):
-        recs = bundle.recommend_many(histories[start : start + CHUNK], k, exclude_seen)
+        recs = bundle.recommend_many(histories[start : start + CHUNK], k, exclude_seen, state=state)
         for user, rec in zip(users[start : start + CHUNK], recs, strict=True):
             parts.append(
                 pd.DataFrame(
@@ -69,8 +70,8 @@ def recommend_frame(
                         "rank": np.arange(1, len(rec.items) + 1),
                         "item_id": rec.items,
                         "score": rec.scores,
-                        "title": bundle.items["title"].to_numpy()[rec.internal],
-                        "tail": bundle.items["tail"].to_numpy()[rec.internal],
+                        "title": state.columns["title"][rec.internal],
+                        "tail": state.columns["tail"][rec.internal],
                     }
                 )
             )

@@ -11,10 +11,13 @@ model at request time:
   popularity and tail flag.
 
 Recommendations for a history are one encoder pass (the backbone) and one matrix product.
+What cold start changes (items, lookups, table, cold-start set) is one immutable snapshot,
+:class:`~llmesr.serving.catalogue.Catalogue`, replaced in one assignment (see catalogue.py).
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,13 +28,23 @@ import torch.nn.functional as F
 
 from llmesr.checkpoint import CheckpointError, first_line, load_weights
 from llmesr.config import ConfigError, read_json
+from llmesr.serving.catalogue import Catalogue, quoted
 from llmesr.serving.cold_start import DEFAULT_OPTIMISM, ColdItems, estimated_id_row
 
 FORMAT = "llmesr-bundle-v1"
+PRECOMPUTED = "precomputed:"  # encoder identity prefix of item vectors read from a file (export.py)
 
 
 class BundleError(ValueError):
     """A bundle folder that is missing, incomplete or inconsistent."""
+
+
+class ItemRefused(ValueError):
+    """A new item this bundle cannot add (no semantic view, no comparable encoder, ...)."""
+
+
+class DuplicateItem(ItemRefused):
+    """A new item whose id the bundle already has."""
 
 
 def _read_meta(path: Path) -> dict:
@@ -60,6 +73,24 @@ def _load_matrix(path: Path) -> np.ndarray:
     if a.dtype.kind != "f" or a.ndim != 2 or not np.isfinite(a).all():
         raise BundleError(f"{path}: expected a finite float matrix, found dtype {a.dtype}, shape {a.shape}")
     return a.astype(np.float32, copy=False)
+
+
+def _read_items(path: Path) -> pd.DataFrame:
+    """``items.parquet``, checked for its columns and unique ids (``cold_start`` added if absent)."""
+    try:
+        items = pd.read_parquet(path)
+    except (OSError, ValueError) as err:  # pyarrow.ArrowInvalid is a ValueError
+        raise BundleError(f"{path}: unreadable Parquet file ({first_line(err)})") from None
+    missing = [c for c in ("item_id", "title", "popularity", "tail") if c not in items]
+    if missing:
+        raise BundleError(f"{path}: missing column(s) {', '.join(missing)}")
+    ids = items["item_id"].astype(str).to_numpy()[1:]
+    duplicated = pd.Index(ids).duplicated()
+    if duplicated.any():
+        raise BundleError(f"{path}: duplicate item_id {ids[duplicated][0]!r}")
+    if "cold_start" not in items:
+        items["cold_start"] = False
+    return items
 
 
 @dataclass
@@ -106,30 +137,20 @@ class Bundle:
         except CheckpointError as err:
             raise BundleError(f"{err} (see bundle.json)") from None
         self.model.eval()
-        self.table = torch.from_numpy(_load_matrix(self.folder / "item_table.npy"))
-        items_path = self.folder / "items.parquet"
-        try:
-            self.items = pd.read_parquet(items_path)
-        except (OSError, ValueError) as err:  # pyarrow.ArrowInvalid is a ValueError
-            raise BundleError(f"{items_path}: unreadable Parquet file ({first_line(err)})") from None
-        missing = [c for c in ("item_id", "title", "popularity", "tail") if c not in self.items]
-        if missing:
-            raise BundleError(f"{items_path}: missing column(s) {', '.join(missing)}")
-        ids = self.items["item_id"].astype(str).to_numpy()[1:]
-        duplicated = pd.Index(ids).duplicated()
-        if duplicated.any():
-            raise BundleError(f"{items_path}: duplicate item_id {ids[duplicated][0]!r}")
+        table = torch.from_numpy(_load_matrix(self.folder / "item_table.npy"))
+        items = _read_items(self.folder / "items.parquet")
         n = self.meta["dataset"]["n_items"]
-        if self.table.shape[0] != n + 1 or len(self.items) != n + 1:
+        if table.shape[0] != n + 1 or len(items) != n + 1:
             raise BundleError(f"{self.folder}: item table / item list do not have {n} + 1 rows")
-        if self.table.shape[1] != self._user_width() + 1:
+        if table.shape[1] != self._user_width() + 1:
             raise BundleError(
-                f"{self.folder / 'item_table.npy'}: {self.table.shape[1]} columns, but the model's user "
+                f"{self.folder / 'item_table.npy'}: {table.shape[1]} columns, but the model's user "
                 f"vectors have {self._user_width()} (+ 1 bias column)"
             )
-        if "cold_start" not in self.items:
-            self.items["cold_start"] = False
-        self._refresh_lookups()
+        # The one mutable reference: readers take it once per request, add_item replaces it.
+        self._state = Catalogue.build(items, table, ColdItems.empty(self.model.config.hidden_size))
+        self._write_lock = threading.RLock()  # one addition (and one encoder load) at a time
+        self._faiss_lock = threading.Lock()
         self.max_len = int(self.model.config.max_len)
         self.trained_items = n  # ids above this were added at serving time (cold start)
         self.faiss_threshold = faiss_threshold
@@ -137,7 +158,6 @@ class Bundle:
         if not (cold_start_optimism >= 0 and np.isfinite(cold_start_optimism)):
             raise ValueError(f"cold_start_optimism must be a finite number >= 0, got {cold_start_optimism}")
         self.cold_start_optimism = float(cold_start_optimism)
-        self._cold = ColdItems.empty(self.model.config.hidden_size)  # see cold_start.py
         start_map = self.folder / "id_start_map.npy"
         self._start_map = None
         if start_map.exists():
@@ -157,55 +177,73 @@ class Bundle:
         batch = self.model.eval_input(Sequences.from_lists([[1]]), np.arange(1))
         return int(self.model.user_vectors(batch).shape[1])
 
-    def _refresh_lookups(self) -> None:
-        """Plain dict / array views of the item list: per-request lookups stay in microseconds."""
-        self.item_ids = self.items["item_id"].astype(str).to_numpy()
-        self._internal = {item: i for i, item in enumerate(self.item_ids[1:].tolist(), start=1)}
-        self._columns = {c: self.items[c].to_numpy() for c in ("title", "popularity", "tail", "cold_start")}
-        self._titles = self.items["title"].str.lower()
+    # ---- the current snapshot (one read each: a request that needs several takes ``state``) -------
+    @property
+    def state(self) -> Catalogue:
+        """The current catalogue snapshot; it never changes, later additions publish a new one."""
+        return self._state
+
+    @property
+    def items(self) -> pd.DataFrame:
+        return self._state.items
+
+    @property
+    def table(self) -> torch.Tensor:
+        return self._state.table
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        return self._state.item_ids
 
     @property
     def n_items(self) -> int:
         """Items that can be recommended (cold-start additions included)."""
-        return len(self.items) - 1
+        return self._state.n_items
 
     def internal_ids(self, original: list[str]) -> np.ndarray:
-        """Internal ids of original item ids; ``KeyError`` naming every unknown id."""
-        ids = [self._internal.get(str(i), 0) for i in original]
-        if 0 in ids:
-            unknown = [str(o) for o, i in zip(original, ids, strict=True) if i == 0]
-            raise KeyError(f"unknown item id(s): {', '.join(map(repr, unknown[:10]))}")
-        return np.asarray(ids, dtype=np.int64)
+        """Internal ids of original item ids; ``KeyError`` naming the unknown ids."""
+        return self._state.internal_ids(original)
+
+    def item_info(self, internal: int) -> dict:
+        return self._state.item_info(internal)
+
+    def search(self, query: str, limit: int = 20) -> list[int]:
+        """Internal ids of items whose title contains ``query`` (case-insensitive), most popular
+        first; the most popular items for an empty query."""
+        return self._state.search(query, limit)
 
     @torch.inference_mode()
     def recommend_many(
-        self, histories: list[list[str]], k: int = 10, exclude_seen: bool = True
+        self,
+        histories: list[list[str]],
+        k: int = 10,
+        exclude_seen: bool = True,
+        state: Catalogue | None = None,
     ) -> list[Recommendation]:
-        """Top-``k`` items for each history (original ids, oldest first)."""
+        """Top-``k`` items for each history (original ids, oldest first), from ``state`` (default:
+        the current snapshot; a caller that reads item details afterwards passes the one it took)."""
         from llmesr.data.sequences import Sequences
 
+        state = state or self._state
         if k < 1:
             raise ValueError("k must be at least 1")
         if any(len(h) == 0 for h in histories):
             raise ValueError("every history needs at least one item")
-        rows = [self.internal_ids(h).tolist() for h in histories]
+        rows = [state.internal_ids(h).tolist() for h in histories]
         seqs = Sequences.from_lists(rows)
         if (seqs.items > self.trained_items).any():
-            new = self.item_ids[int(seqs.items[seqs.items > self.trained_items][0])]
+            new = state.item_ids[int(seqs.items[seqs.items > self.trained_items][0])]
             raise ValueError(
                 f"item {new!r} was added after training: it can be recommended, but the model "
                 "cannot read it in a history yet"
             )
         batch = self.model.eval_input(seqs, np.arange(len(rows)))
         users = torch.cat([self.model.user_vectors(batch), torch.ones(len(rows), 1)], dim=1)
-        # Read the cold-start set, then the table, then the ids: add_item publishes them in the
-        # opposite order, so every cold item and table row read here has its id.
-        cold = self._cold
-        table, item_ids = self.table, self.item_ids
+        table, cold = state.table, state.cold
         bonus = cold.bonus(users[:, : self.model.config.hidden_size], self.cold_start_optimism)
         k = min(k, len(table) - 1)
         if len(table) - 1 > self.faiss_threshold:
-            values, ids = self._faiss_top_k(users, seqs, k, exclude_seen, cold, bonus)
+            values, ids = self._faiss_top_k(users, seqs, k, exclude_seen, state, bonus)
         else:
             scores = users @ table.T
             scores[:, cold.ids] += bonus
@@ -218,58 +256,52 @@ class Bundle:
         out = []
         for v, i in zip(values, ids, strict=True):
             keep = np.isfinite(v) & (i > 0)
-            out.append(Recommendation(item_ids[i[keep]], v[keep], i[keep]))
+            out.append(Recommendation(state.item_ids[i[keep]], v[keep], i[keep]))
         return out
 
+    def _faiss_index(self):
+        """The HNSW index of the *trained* items' rows, built on first use. Those rows never change,
+        so the index is never written to again and concurrent searches are safe; cold-start items
+        are scored exactly instead (``_faiss_top_k``)."""
+        import faiss
+
+        with self._faiss_lock:
+            if self._faiss is None:
+                rows = self._state.table[1 : self.trained_items + 1].numpy()
+                index = faiss.IndexHNSWFlat(rows.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+                index.hnsw.efConstruction = 80
+                index.add(rows)
+                self._faiss = index
+        return self._faiss
+
     def _faiss_top_k(
-        self, users: torch.Tensor, seqs, k: int, exclude_seen: bool, cold: ColdItems, bonus: torch.Tensor
+        self, users: torch.Tensor, seqs, k: int, exclude_seen: bool, state: Catalogue, bonus: torch.Tensor
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Approximate top-k by inner product over an HNSW index of the item table (large
+        """Approximate top-k by inner product over an HNSW index of the trained items (large
         catalogues), asking for enough extra candidates to drop each history's own items. Cold-start
         items are scored exactly, with their optimism bonus, and merged in (they are few)."""
         import faiss
 
-        if self._faiss is None:
-            self._faiss = faiss.IndexHNSWFlat(self.table.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
-            self._faiss.hnsw.efConstruction = 80
-            self._faiss.add(self.table[1:].numpy())
+        index = self._faiss_index()
         extra = int(seqs.lengths.max()) if exclude_seen else 0
-        want = min(k + extra, len(self.table) - 1)
-        self._faiss.hnsw.efSearch = max(64, 2 * want)
-        values, ids = self._faiss.search(users.numpy().astype(np.float32), want)
+        want = min(k + extra, self.trained_items)
+        params = faiss.SearchParametersHNSW(efSearch=max(64, 2 * want))  # per call: no shared setting
+        values, ids = index.search(users.numpy().astype(np.float32), want, params=params)
         ids = np.where(ids >= 0, ids + 1, 0)  # index rows are items 1..N
         values = np.where(ids > 0, values, -np.inf)
         if exclude_seen:
-            stride = len(self.table) + 1
+            stride = len(state.table) + 1
             history = np.repeat(np.arange(len(seqs)), seqs.lengths) * stride + seqs.items
             seen = np.isin(np.arange(len(ids))[:, None] * stride + ids, history)
             values = np.where(seen, -np.inf, values)
+        cold = state.cold
         if len(cold):
             cold_ids = cold.ids.numpy()
-            values = np.where(np.isin(ids, cold_ids), -np.inf, values)  # replaced by exact scores below
-            exact = (users @ self.table[cold.ids].T + bonus).numpy()
+            exact = (users @ state.table[cold.ids].T + bonus).numpy()
             values = np.concatenate([values, exact], axis=1)
             ids = np.concatenate([ids, np.broadcast_to(cold_ids, exact.shape)], axis=1)
         order = np.argsort(-values, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(values, order, 1), np.take_along_axis(ids, order, 1)
-
-    # ---- catalogue ----------------------------------------------------------------------------
-    def item_info(self, internal: int) -> dict:
-        c = self._columns
-        return {
-            "item_id": str(self.item_ids[internal]),
-            "title": str(c["title"][internal]),
-            "popularity": int(c["popularity"][internal]),
-            "tail": bool(c["tail"][internal]),
-            "cold_start": bool(c["cold_start"][internal]),
-        }
-
-    def search(self, query: str, limit: int = 20) -> list[int]:
-        """Internal ids of items whose title contains ``query`` (case-insensitive), most popular
-        first; the most popular items for an empty query."""
-        match = self._titles.iloc[1:].str.contains(query.lower(), regex=False) if query else None
-        candidates = self.items.iloc[1:] if match is None else self.items.iloc[1:][match.to_numpy()]
-        return candidates.sort_values("popularity", ascending=False, kind="stable").index[:limit].tolist()
 
     def add_item(self, item_id: str, title: str, brand: str = "", categories: list[str] = ()) -> int:
         """Cold start: embed a new item's text with the bundle's encoder and make it recommendable
@@ -278,14 +310,40 @@ class Bundle:
         has ``id_start_map.npy``) and moves by the mean of what training moved its
         ``cold_start_neighbours`` most similar trained items (cosine of LLM embeddings); without
         the map, it is the neighbours' mean ID vector. The bias is the neighbours' mean. Its ID
-        logit is then scored optimistically (``cold_start_optimism``, see cold_start.py)."""
+        logit is then scored optimistically (``cold_start_optimism``, see cold_start.py).
+
+        Additions are serialised; readers are never blocked: the next snapshot is built aside and
+        published in one assignment. ``ItemRefused`` (``DuplicateItem``) when the item cannot be
+        added; ``EncoderError`` when the encoder cannot be loaded or fails."""
+        self._check_can_add()
+        with self._write_lock:
+            state = self._state
+            if str(item_id) in state.internal:
+                raise DuplicateItem(f"item id {quoted(str(item_id))} already exists")
+            e = self._embed(item_id, title, brand, categories)
+            row, drift = self._cold_row(e, state.table)
+            new = {"item_id": str(item_id), "title": title, "popularity": 0, "tail": True, "cold_start": True}
+            internal = state.n_items + 1
+            cold = state.cold.add(internal, drift) if self.model.config.use_collaborative else state.cold
+            self._state = state.with_item(new, row, cold)
+        return internal
+
+    def _check_can_add(self) -> None:
+        """Refuse up front what no encoder call could fix."""
+        if self.meta["model"] != "llmesr" or not self.model.config.use_semantic:
+            model = self.meta["model"]
+            raise ItemRefused(f"this bundle's model ({model}) has no semantic view for new items")
+        identity = self.meta["encoder"].get("identity") or ""
+        if identity.startswith(PRECOMPUTED):
+            raise ItemRefused(
+                f"this bundle was trained from precomputed item embeddings ({identity}): no encoder "
+                "can embed a new item comparably; add it to the embeddings file and retrain"
+            )
+
+    def _embed(self, item_id: str, title: str, brand: str, categories: list[str]) -> torch.Tensor:
+        """(1, d) LLM embedding of a new item's prompt (the template the bundle was trained with)."""
         from llmesr.semantic.prompts import item_prompts
 
-        if str(item_id) in self._internal:
-            raise ValueError(f"item id {item_id!r} already exists")
-        model = self.model
-        if self.meta["model"] != "llmesr" or not model.config.use_semantic:
-            raise ValueError(f"this bundle's model ({self.meta['model']}) has no semantic view for new items")
         enc = self.meta["encoder"]
         fields = pd.DataFrame(
             {"title": ["", title], "brand": ["", brand], "categories": ["", ", ".join(categories)]}
@@ -294,52 +352,44 @@ class Bundle:
             fields, np.array(["", str(item_id)], dtype=object), enc["item_template"], enc["prompt_domain"]
         ).texts[0]
         vector = self.encoder().encode([text])
-        if vector.shape != (1, model.config.semantic_dim) or not np.isfinite(vector).all():
-            raise ValueError(
-                f"the encoder returned a vector of shape {vector.shape}, "
-                f"expected (1, {model.config.semantic_dim}) and finite"
+        dim = self.model.config.semantic_dim
+        if vector.shape != (1, dim) or not np.isfinite(vector).all():
+            raise ItemRefused(
+                f"the encoder returned a vector of shape {vector.shape}, expected (1, {dim}) and finite"
             )
-        with torch.inference_mode():
-            e = torch.from_numpy(vector).float()
-            # The ID view and the bias have no interactions to learn from: take the mean over the
-            # most similar trained items by LLM-embedding cosine (their collaborative vectors are
-            # what a similar item has learned); the semantic view is the new item's own.
-            trained = model.semantic[1 : self.trained_items + 1]
-            sims = F.normalize(trained, dim=1) @ F.normalize(e, dim=1)[0]
-            similar = torch.topk(sims, min(self.cold_start_neighbours, len(sims))).indices + 1
-            h = model.config.hidden_size
-            near_rows = self.table[similar, :h]
-            id_row, drift = estimated_id_row(e, model.semantic[similar], near_rows, self._start_map)
-            parts = [id_row] if model.config.use_collaborative else []
-            parts += [model.adapter(e), self.table[similar, -1:].mean(0, keepdim=True)]
-            row = torch.cat(parts, dim=1)
-        # Concurrent readers take ``table`` before ``item_ids``: publishing the item list first and
-        # the table last means no reader ever sees a table row without its item id.
-        new = {"item_id": str(item_id), "title": title, "popularity": 0, "tail": True, "cold_start": True}
-        self.items = pd.concat([self.items, pd.DataFrame([new])], ignore_index=True)
-        self._refresh_lookups()
-        self.table = torch.cat([self.table, row])
-        internal = len(self.items) - 1
-        if model.config.use_collaborative:
-            self._cold = self._cold.add(internal, drift)
-        if self._faiss is not None:
-            self._faiss.add(row.numpy())
-        return internal
+        return torch.from_numpy(vector).float()
+
+    @torch.inference_mode()
+    def _cold_row(self, e: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fused table row of a new item with embedding ``e`` and its neighbours' drifts.
+        The ID view and the bias have no interactions to learn from: they come from the most
+        similar trained items by LLM-embedding cosine (what a similar item has learned); the
+        semantic view is the new item's own."""
+        model = self.model
+        trained = model.semantic[1 : self.trained_items + 1]
+        sims = F.normalize(trained, dim=1) @ F.normalize(e, dim=1)[0]
+        similar = torch.topk(sims, min(self.cold_start_neighbours, len(sims))).indices + 1
+        near_rows = table[similar, : model.config.hidden_size]
+        id_row, drift = estimated_id_row(e, model.semantic[similar], near_rows, self._start_map)
+        parts = [id_row] if model.config.use_collaborative else []
+        parts += [model.adapter(e), table[similar, -1:].mean(0, keepdim=True)]
+        return torch.cat(parts, dim=1), drift
 
     def encoder(self):
-        """The bundle's text encoder, loaded on first use and checked against the bundle's identity."""
+        """The bundle's text encoder, loaded on first use and checked against the bundle's identity
+        (``ItemRefused`` when it differs: new items would not be comparable)."""
         from llmesr.semantic.encoder_table import make_encoder
-        from llmesr.semantic.encoders import EncoderError
 
-        if self._encoder is None:
-            enc = self.meta["encoder"]
-            encoder = make_encoder(enc["spec"])
-            if enc.get("identity") and encoder.identity != enc["identity"]:
-                raise EncoderError(
-                    f"encoder {encoder.identity!r} differs from the one the bundle was trained with "
-                    f"({enc['identity']!r}): new items would not be comparable"
-                )
-            self._encoder = encoder
+        with self._write_lock:
+            if self._encoder is None:
+                enc = self.meta["encoder"]
+                encoder = make_encoder(enc["spec"])
+                if enc.get("identity") and encoder.identity != enc["identity"]:
+                    raise ItemRefused(
+                        f"encoder {encoder.identity!r} differs from the one the bundle was trained with "
+                        f"({enc['identity']!r}): new items would not be comparable"
+                    )
+                self._encoder = encoder
         return self._encoder
 
     def recommend(self, history: list[str], k: int = 10, exclude_seen: bool = True) -> Recommendation:

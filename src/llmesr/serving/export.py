@@ -10,7 +10,7 @@ import pandas as pd
 
 from llmesr.config import ConfigError
 from llmesr.io import atomic_save_npy, atomic_torch_save, atomic_write_parquet, atomic_write_text
-from llmesr.serving.bundle import FORMAT, BundleError
+from llmesr.serving.bundle import FORMAT, PRECOMPUTED, BundleError
 
 
 def export_bundle(run: Path, out: Path) -> Path:
@@ -81,13 +81,20 @@ def id_start_map(cfg, data, model) -> np.ndarray | None:
 
 
 def encoder_identity(cfg, data) -> str:
-    """The identity of the encoder that made the run's semantic table (from the artifacts manifest:
-    the ``semantic_dir`` the run was trained from, else the keyed cache)."""
+    """The identity of what made the run's item vectors, from the artifacts manifest (the
+    ``semantic_dir`` the run was trained from, else the keyed cache): the encoder's, or
+    ``precomputed:<sha256 prefix of the file>`` for ``item_embeddings_file`` runs, whose item vectors
+    no encoder made (the manifest's encoder only embedded the user prompts)."""
     from llmesr.semantic.pipeline import embed_for_config, read_manifest
 
     if cfg.semantic_dir:
         try:
-            return str(read_manifest(Path(cfg.semantic_dir)).get("encoder"))
+            manifest = read_manifest(Path(cfg.semantic_dir))
         except ValueError as err:
             raise ConfigError(f"semantic_dir: {err}") from None
-    return embed_for_config(cfg, data.dataset, data.split)[1]["encoder"]
+    else:
+        manifest = embed_for_config(cfg, data.dataset, data.split)[1]
+    settings = manifest.get("settings") or {}
+    if settings.get("item_embeddings_file"):
+        return f"{PRECOMPUTED}{settings.get('item_embeddings_sha')}"
+    return str(manifest.get("encoder"))
