@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -74,13 +75,20 @@ def _read_items_jsonl(path: Path, id_field: str = "item_id") -> pd.DataFrame:
     return index_item_info(frame, np.array(ids, dtype=object), lambda i: f"{path}:{line_numbers[i]}")
 
 
+NUMBER_FIELDS = ("price",)
+
+
 def _check_text_fields(obj: dict, where: str) -> None:
     """Every field of an item line is text for the prompts: a string, a list of strings (Beauty's
-    ``attributes``, Yelp's ``categories``) or null (missing). Anything else (``"title": 5``, an
-    object) would be stringified into the prompt; refused, naming the line and the field."""
+    ``attributes``, Yelp's ``categories``) or null (missing); a number only where the field is one
+    (``price``, as ``llmesr prepare`` writes it). Anything else (``"title": 5``, an object) would be
+    stringified into the prompt; refused, naming the line and the field."""
     for name, value in obj.items():
         if value is None or isinstance(value, str):
             continue
+        if name in NUMBER_FIELDS and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if math.isfinite(value):
+                continue
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             continue
         shown = type(value).__name__ + ("" if isinstance(value, (dict, list)) else f" {value!r}")
