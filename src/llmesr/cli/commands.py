@@ -126,9 +126,15 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         raise ConfigError("--k must be at least 1")
     check_out(args.out, folder=False)
     if (args.run / "bundle.json").exists():
-        from llmesr.serving.batch import recommend_from_bundle
+        from llmesr.serving.batch import recommend_from_bundle, write_frame
 
-        return recommend_from_bundle(args)
+        frame = recommend_from_bundle(args.run, args.history, args.input, args.k, not args.include_history)
+        if args.out is None:
+            print(frame.drop(columns="user_id").to_string(index=False))
+            return 0
+        write_frame(frame, args.out)
+        print(f"wrote {len(frame):,} rows for {frame['user_id'].nunique():,} users to {args.out}")
+        return 0
     if args.history or args.input:
         raise ConfigError("--history / --input need a bundle folder (make one with llmesr export)")
     if args.out is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 from pathlib import Path
 
@@ -85,23 +84,20 @@ def write_frame(frame: pd.DataFrame, out: Path) -> None:
         atomic_write_text(out, frame.to_csv(index=False))
 
 
-def recommend_from_bundle(args: argparse.Namespace) -> int:
-    if bool(args.history) == bool(args.input):
+def recommend_from_bundle(
+    bundle_dir: Path, history: list[str] | None, histories_file: Path | None, k: int, exclude_seen: bool
+) -> pd.DataFrame:
+    """Top-k lists of a bundle for one ``history`` (user ``-``) or every user of ``histories_file``."""
+    if bool(history) == bool(histories_file):
         raise ConfigError("give exactly one of --history ITEM... or --input FILE with a bundle")
-    bundle = Bundle(args.run)
-    if args.history:
-        users, histories = ["-"], [list(args.history)]
+    bundle = Bundle(bundle_dir)
+    if history:
+        users, histories = ["-"], [list(history)]
     else:
-        users, histories = read_histories(args.input)
+        users, histories = read_histories(histories_file)
     try:
-        frame = recommend_frame(bundle, users, histories, args.k, not args.include_history)
+        return recommend_frame(bundle, users, histories, k, exclude_seen)
     except KeyError as err:  # an unknown item id (Bundle.internal_ids)
-        raise ConfigError(f"{args.input or '--history'}: {err.args[0]}") from None
+        raise ConfigError(f"{histories_file or '--history'}: {err.args[0]}") from None
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    if args.out:
-        write_frame(frame, args.out)
-        print(f"wrote {len(frame):,} rows for {len(users):,} users to {args.out}")
-    else:
-        print(frame.drop(columns="user_id").to_string(index=False))
-    return 0
