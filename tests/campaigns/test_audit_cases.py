@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 from hardening_env import (
     Env,
@@ -46,6 +47,12 @@ AUDIT: list[tuple[str, Callable[[Env], list], str]] = [
         "holds a gru4rec model, but its run trained sasrec",
     ),
     ("unknown-model", lambda e: e.train("--model", "transformer9000"), "unknown model 'transformer9000'"),
+    ("emb-all-zero", lambda e: e.emb(np.zeros((12, 16), np.float32)), "emb.npy: every embedding is zero"),
+    (
+        "sem-all-zero-items",
+        lambda e: e.sem(put("item_embeddings.npy", np.zeros((13, 16), np.float32))),
+        "item_embeddings.npy: every vector is zero",
+    ),
 ]
 
 

@@ -50,6 +50,9 @@ class SemanticArtifacts:
                 raise ValueError(f"{where}: shape {a.shape}, expected {want} for this dataset and model")
             if a.dtype.kind == "f" and not np.isfinite(a).all():
                 raise ValueError(f"{where}: contains NaN or Inf")
+            real = a[1:] if name.startswith("item") else a  # item row 0 is padding
+            if a.dtype.kind == "f" and real.size and not real.any():
+                raise ValueError(f"{where}: every vector is zero (an unfinished or blank export?)")
         sim, where = self.similar_users, Path(folder) / "similar_users.npy"
         if sim.shape[1] < neighbours:
             raise ValueError(f"{where}: {sim.shape[1]} neighbours per user, {neighbours} needed")

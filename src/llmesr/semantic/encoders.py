@@ -149,6 +149,8 @@ def load_precomputed(path: str | os.PathLike[str], n_rows: int, dim: int | None 
     bad = ~np.isfinite(matrix).all(axis=1)
     if bad.any():
         raise EncoderError(f"{file.name}: row {int(np.argmax(bad))} contains NaN or Inf")
+    if matrix.size and not matrix.any():
+        raise EncoderError(f"{file.name}: every embedding is zero (an unfinished or blank export?)")
     return matrix
 
 
