@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from llmesr.data.sequences import Sequences
-from llmesr.models.losses import LOSSES, ranking_loss, sample_negatives
+from llmesr.models.losses import get_loss, ranking_loss, sample_negatives
 from llmesr.models.transformer import Dropout
 from llmesr.semantic.artifacts import SemanticArtifacts
 
@@ -42,8 +42,7 @@ class BackboneConfig:
     positions: str = "from_start"
 
     def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
+        get_loss(self.loss)  # ValueError listing the supported losses
         if self.negatives < 1:
             raise ValueError("negatives must be >= 1")
         if self.positions not in ("from_start", "from_end"):
@@ -221,7 +220,7 @@ class SequentialRecommender(nn.Module):
         """Loss of ``queries`` against their ``targets``; negatives avoid the query's row of ``context``."""
         cfg = self.config
         negs = None
-        if cfg.loss != "ce":
+        if get_loss(cfg.loss).sampled:
             negs = sample_negatives(context, row_of, cfg.negatives, cfg.n_items, generator)
         return ranking_loss(queries, targets, self.item_vectors, self.item_bias(), cfg.loss, negs)
 
