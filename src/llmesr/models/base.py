@@ -12,7 +12,7 @@ independent of how much padding a batch happens to have.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -27,9 +27,10 @@ from llmesr.semantic.artifacts import SemanticArtifacts
 
 @dataclass
 class BackboneConfig:
-    """Fields every backbone understands; each model's own config extends this."""
+    """Fields every backbone understands; each model's own config extends this. Fields whose
+    metadata says ``derived`` are set from the data (or the semantic artifacts), not by users."""
 
-    n_items: int
+    n_items: int = field(metadata={"derived": True})
     max_len: int = 50
     hidden_size: int = 64
     dropout: float = 0.5

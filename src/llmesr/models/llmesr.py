@@ -21,7 +21,7 @@ Every ablation of the paper is a config switch. The backbone is any model in ``l
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ from llmesr.semantic.artifacts import SemanticArtifacts
 
 @dataclass
 class LLMESRConfig(WrapperConfig):
-    semantic_dim: int = 384
+    semantic_dim: int = field(default=384, metadata={"derived": True})  # set from the artifacts
     cross_heads: int = 2
     # paper ablations
     use_collaborative: bool = True

@@ -53,7 +53,7 @@ prompts rather than LLM-generated profiles (the profile-generation step is not r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -70,7 +70,8 @@ VARIANT_DEFAULTS = {"con": (0.01, 0.2), "gen": (0.1, 0.5)}
 
 @dataclass
 class RLMRecConfig(WrapperConfig):
-    semantic_dim: int = 384  # width of the LLM vectors; set from the artifacts by for_training
+    # Width of the LLM vectors; set from the artifacts by for_training.
+    semantic_dim: int = field(default=384, metadata={"derived": True})
     rlmrec_variant: str = "con"  # con | gen
     rlmrec_weight: float | None = None  # None = the variant's default
     rlmrec_temperature: float | None = None  # None = the variant's default
