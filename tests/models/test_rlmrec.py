@@ -143,7 +143,7 @@ def test_con_aligns_batch_items_and_users_with_their_mapped_semantic_vectors(bac
     sem_items = model.to_cf(torch.from_numpy(tables()[0])[ids])
     # the user: last column of the training pass, or BERT4Rec's unmasked prefix (= its eval input)
     if backbone == "bert4rec":
-        torch.testing.assert_close(model.bert_prefix(batch), model.eval_input(train, rows), rtol=0, atol=0)
+        torch.testing.assert_close(model.user_input(batch), model.eval_input(train, rows), rtol=0, atol=0)
         user = model.user_vectors(model.eval_input(train, rows))
     else:
         user = model.hidden_states(batch[:, :-1])[:, -1]

@@ -71,10 +71,9 @@ from torch import nn
 
 from llmesr.data.groups import item_popularity, pareto_cut
 from llmesr.data.sequences import Sequences
-from llmesr.models.base import BackboneWrapper, SequentialRecommender, WrapperConfig
+from llmesr.models.base import BackboneBuilder, BackboneWrapper, SequentialRecommender, WrapperConfig
 from llmesr.models.transformer import TransformerEncoder
 
-BACKBONES = ("sasrec", "bert4rec", "gru4rec")
 # Tail occurrences go through ``f`` this many at a time in ``end_epoch`` (bounds memory only).
 INFER_CHUNK = 8192
 
@@ -92,8 +91,6 @@ class CITIESConfig(WrapperConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.cities_distance not in ("mse", "cosine"):
             raise ValueError(f"cities_distance must be 'mse' or 'cosine', got {self.cities_distance!r}")
         if self.cities_weight < 0 or self.cities_warmup < 0 or self.cities_tail_threshold < 0:
@@ -150,8 +147,8 @@ class CITIES(BackboneWrapper):
     config: CITIESConfig
     needs_semantic = False
 
-    def __init__(self, config: CITIESConfig) -> None:
-        super().__init__(config)
+    def __init__(self, config: CITIESConfig, *, build_backbone: BackboneBuilder | None = None) -> None:
+        super().__init__(config, build_backbone)
         cfg, h = config, config.hidden_size
         self.infer = ContextAggregator(
             h, cfg.cities_context, cfg.cities_layers, cfg.num_heads, cfg.inner_size, cfg.cities_dropout
@@ -185,7 +182,7 @@ class CITIES(BackboneWrapper):
 
     # ---- the table: trained rows while training, inferred tail rows at inference ---------------
     def _table(self) -> torch.Tensor:
-        """All of the backbone's item rows (BERT4Rec: + its mask token)."""
+        """All of the backbone's item rows (with its ``extra_item_rows``, e.g. a mask token)."""
         weight = self.backbone.item_emb.weight
         if self.training:
             return weight
@@ -197,14 +194,11 @@ class CITIES(BackboneWrapper):
         x = F.embedding(seq, self._table(), padding_idx=0)
         return self.backbone.encode(self.backbone.embed(x, mask), mask)
 
-    def user_vectors(self, seq: torch.Tensor) -> torch.Tensor:
-        last = self.hidden_states(seq)[:, -1]
-        return self.backbone.head(last) if self.is_bert else last
-
     def item_table(self) -> torch.Tensor:
         return self._table()[: self.config.n_items + 1]
 
-    # Rows come from item_table (replaced tail rows in eval mode), not from the backbone's own table.
+    # Rows come from _table (replaced tail rows in eval mode), not from the backbone's own table.
+    user_vectors = SequentialRecommender.user_vectors
     item_vectors = SequentialRecommender.item_vectors
 
     # ---- training -----------------------------------------------------------------------------

@@ -82,7 +82,7 @@ from torch import nn
 
 from llmesr.data.groups import item_popularity, pareto_cut
 from llmesr.data.sequences import Sequences, ragged_index
-from llmesr.models.base import BackboneWrapper, WrapperConfig
+from llmesr.models.base import BackboneBuilder, BackboneWrapper, WrapperConfig
 
 ITEM_SPAN = 50  # popularity range above the item cut over which the item curriculum sweeps (authors)
 REBUILD_BATCH = 1024  # contexts encoded per call when rebuilding tail rows
@@ -161,8 +161,9 @@ class MELT(BackboneWrapper):
     config: MELTConfig
     needs_semantic = False
 
-    def __init__(self, config: MELTConfig) -> None:
-        super().__init__(config)  # the backbone's table is trained (and rebuilt for tail items)
+    def __init__(self, config: MELTConfig, *, build_backbone: BackboneBuilder | None = None) -> None:
+        # The backbone's table is trained (and rebuilt for tail items).
+        super().__init__(config, build_backbone)
         h = config.hidden_size
         self.user_transfer = nn.Linear(h, h)  # W_U
         self.item_transfer = nn.Linear(h, h)  # W_I

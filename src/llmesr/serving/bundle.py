@@ -284,7 +284,7 @@ class Bundle:
         if str(item_id) in self._internal:
             raise ValueError(f"item id {item_id!r} already exists")
         model = self.model
-        if self.meta["model"] != "llmesr" or not model.config.use_semantic:
+        if not model.cold_start_items or not model.config.use_semantic:
             raise ValueError(f"this bundle's model ({self.meta['model']}) has no semantic view for new items")
         enc = self.meta["encoder"]
         fields = pd.DataFrame(
