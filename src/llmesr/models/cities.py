@@ -11,8 +11,8 @@ The backbone itself is left as it is.
 
 This implementation:
 
-* Backbone: any model in ``llmesr.models`` (sasrec, bert4rec, gru4rec), built by the registry and
-  trained by its own loss; its ``embed`` / ``encode`` / ``head`` are reused, never copied.
+* Backbone: any registered backbone, built by the registry and trained by its own loss; its
+  ``embed`` / ``encode`` / ``output`` are reused, never copied.
 * Head / tail: training popularity, tail iff popularity < ``cities_tail_threshold`` (default 6: the
   authors' code, github.com/swonj90/CITIES, ``FREQ_LBOUND = 5``, replaces items seen at most 5 times
   and trains ``f`` on the others); ``0`` takes the Pareto 20/80 cut of the evaluation instead.
@@ -48,15 +48,8 @@ What differs from the paper:
 * With the cosine distance ``f`` learns directions only: inferred rows are rescaled to the mean
   norm of the head rows so that dot-product scores stay on the head items' scale.
 
-Why the authors' tail (issue 6). With the Pareto tail (80% of items, on ML-100K everything seen
-fewer than ~80 times) CITIES fell far below its backbone under full ranking: ML-100K test NDCG@10
-0.0737 with tail items at 0.0000, 0.0892 / 0.0285 for the same checkpoint with replacement off;
-Beauty tail items 0.0012 against SASRec's 0.0178. The inferred rows are not the trained ones
-(cosine 0.78 for items seen > 100 times, 0.23 at 21-40, -0.49 at 1-2: under full softmax a rare
-item's row is trained, away from its contexts) and replacing well-trained rows destroys them.
-Their smaller norms (0.6x) are not the cause: rescaling them to the trained norms gave 0.0069.
-With count <= 5 (30 epochs, ML-100K): valid 0.0910 / test 0.0668 against SASRec's 0.0897 / 0.0689
-(Pareto: 0.0836 / 0.0674, tail items 0.0008). Threshold chosen as the authors', checked on validation.
+Why the authors' threshold and not the Pareto tail (which replaced well-trained rows and lost most of
+the backbone's accuracy) is measured in ``docs/baselines.md``.
 """
 
 from __future__ import annotations
