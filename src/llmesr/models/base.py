@@ -257,16 +257,13 @@ class SequentialRecommender(nn.Module):
         want_user: bool = False,
         hidden: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The recommendation loss of ``model`` on a training ``batch`` under this backbone's
-        objective, and the batch's user representations (``None`` unless ``want_user`` where they
-        would cost an extra pass). ``model`` is this backbone or a method built on it: its
-        ``hidden_states``, ``output`` and ``loss_at`` are used, so LLM-ESR's dual-view encoder trains
-        the way its backbone trains alone. ``hidden``: output states of the training pass computed
-        by the caller (RLMRec-Gen's masked pass); only where ``user_from_training_pass``.
+        """The recommendation loss of ``model`` (this backbone or a method built on it, whose
+        ``hidden_states``, ``output`` and ``loss_at`` are used) on a training ``batch``, and the
+        batch's users (``None`` unless ``want_user`` where they cost an extra pass). ``hidden``: the
+        training pass's output states, computed by the caller (RLMRec-Gen masks its inputs).
 
-        This default is next-item prediction with every position a target (SASRec, GRU4Rec). The
-        users are the last column of the same pass (as in the LLM-ESR authors' code), so they are
-        always returned: no second encoder run.
+        This default is next-item prediction, every position a target (SASRec, GRU4Rec); the users
+        are the last column of the same pass (as in the LLM-ESR authors' code), always returned.
         """
         inputs, targets = batch[:, :-1], batch[:, 1:]
         trained = (inputs > 0) & (targets > 0)
