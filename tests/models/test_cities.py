@@ -1,4 +1,4 @@
-"""CITIES: the shared model contract on every backbone, plus what makes it CITIES."""
+"""CITIES: what makes it CITIES (its contract on every backbone is generated in test_contract.py)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_contract import BERT4RecBackbone, CausalContract, WrapperContract, train_steps
+from test_contract import TRAINER_SETTINGS, make_model, train_steps
 
 from conftest import patterned_rows
 from llmesr.config import RunConfig, apply_overrides, load_yaml
 from llmesr.data.groups import item_popularity, pareto_cut
 from llmesr.data.sequences import Sequences
-from llmesr.models import CITIES, CITIESConfig, build_model, model_config
+from llmesr.models import CITIES, CITIESConfig, build_model, for_training, model_config
 
 N_ITEMS = 20
 BACKBONES = ["sasrec", "gru4rec", "bert4rec"]
@@ -25,37 +25,9 @@ NO_DROPOUT = {"dropout": 0.0, "attn_dropout": 0.0, "cities_dropout": 0.0}
 def make_cities(
     backbone: str, n_items: int = N_ITEMS, seed: int = 0, train: Sequences | None = None, **settings
 ) -> CITIES:
-    torch.manual_seed(seed)
-    values = {
-        "n_items": n_items,
-        "max_len": 12,
-        "hidden_size": 32,
-        "dropout": 0.1,
-        "attn_dropout": 0.1,
-        "backbone": backbone,
-        # Every item of the tiny data occurs more than 5 times: the Pareto cut gives it a tail.
-        "cities_tail_threshold": 0,
-        **settings,
-    }
-    train = train if train is not None else Sequences.from_lists(patterned_rows(60, n_items))
-    return CITIES.for_training(model_config("cities", values), train, None)
-
-
-class CITIESContract(WrapperContract):
-    name = "cities"
-    factory = staticmethod(make_cities)
-
-
-class TestCITIESOnSASRec(CITIESContract, CausalContract):
-    backbone = "sasrec"
-
-
-class TestCITIESOnGRU4Rec(CITIESContract, CausalContract):
-    backbone = "gru4rec"
-
-
-class TestCITIESOnBERT4Rec(BERT4RecBackbone, CITIESContract):
-    pass
+    # Every item of the tiny data occurs more than 5 times: the Pareto cut gives it a tail.
+    settings = {"cities_tail_threshold": 0, **settings}
+    return make_model("cities", backbone, n_items, seed, train, **settings)
 
 
 def trained(backbone: str = "sasrec", steps: int = 5, **settings) -> CITIES:
@@ -84,8 +56,8 @@ def test_default_tail_is_the_authors_items_seen_at_most_five_times():
     rows = [[1, 2]] * 6 + [[3, 4]] * 5 + [[5, 1]]
     train = Sequences.from_lists(rows)
     torch.manual_seed(0)
-    model = CITIES.for_training(
-        model_config("cities", {"n_items": 6, "max_len": 4, "hidden_size": 8}), train, None
+    model = for_training(
+        "cities", model_config("cities", {"n_items": 6, "max_len": 4, "hidden_size": 8}), train, None
     )
     assert model.tail.tolist() == [False, False, False, True, True, True, True]  # 6 unseen: tail, no row
 
@@ -208,7 +180,7 @@ def test_checkpoint_round_trip_keeps_the_inferred_rows(tmp_path):
     assert {"tail", "replaced", "inferred"} <= set(state)
     torch.save({"config": model.config.to_dict(), "state_dict": state}, tmp_path / "m.pt")
     saved = torch.load(tmp_path / "m.pt", weights_only=True)
-    clone = CITIES(model_config("cities", saved["config"]))
+    clone = build_model("cities", model_config("cities", saved["config"]))
     clone.load_state_dict(saved["state_dict"])
     clone.eval()
     seq = Sequences.from_lists([[1, 2, 3], [7, 8], [int(model.tail.nonzero()[0])]])
@@ -263,8 +235,7 @@ def test_trainer_run_writes_metrics_and_a_checkpoint_with_inferred_rows(patterne
     from llmesr.runs import prepare_data
     from llmesr.training import Trainer
 
-    values = {"data": str(patterned_dir), "model": "cities", "max_len": 10, "hidden_size": 16, "epochs": 2}
-    values |= {"batch_size": 16, "progress": False, "sampled_negatives": 5, "loss": "ce"}
+    values = {"data": str(patterned_dir), "model": "cities", **TRAINER_SETTINGS, "loss": "ce"}
     values["cities_tail_threshold"] = 0  # the tiny data has no item seen <= 5 times: Pareto
     cfg = apply_overrides(RunConfig(), values, "test")
     metrics = Trainer(cfg, prepare_data(cfg), tmp_path / "run").fit()

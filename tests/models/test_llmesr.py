@@ -1,15 +1,15 @@
-"""LLM-ESR: the shared model contract on every backbone, plus what makes it LLM-ESR."""
+"""LLM-ESR: what makes it LLM-ESR (its contract on every backbone is generated in test_contract.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from test_contract import BERT4RecBackbone, CausalContract, WrapperContract
+from test_contract import BASE_SETTINGS
 
 from conftest import patterned_rows
 from llmesr.data.sequences import Sequences
-from llmesr.models import LLMESR, model_config
+from llmesr.models import LLMESR, build_backbone, model_config
 
 N_ITEMS, SEM_DIM = 20, 24
 
@@ -25,35 +25,9 @@ def tables(seed: int = 0, n_items: int = N_ITEMS):
 
 def make_llmesr(backbone: str, n_items: int = N_ITEMS, seed: int = 0, **settings) -> LLMESR:
     torch.manual_seed(seed)
-    values = {
-        "n_items": n_items,
-        "max_len": 12,
-        "hidden_size": 32,
-        "dropout": 0.1,
-        "attn_dropout": 0.1,
-        "backbone": backbone,
-        "semantic_dim": SEM_DIM,
-        **settings,
-    }
+    values = {"n_items": n_items, **BASE_SETTINGS, "backbone": backbone, "semantic_dim": SEM_DIM, **settings}
     sem, pca = tables(seed, n_items)
-    return LLMESR(model_config("llmesr", values), sem, pca)
-
-
-class LLMESRContract(WrapperContract):
-    name = "llmesr"
-    factory = staticmethod(make_llmesr)
-
-
-class TestLLMESROnSASRec(LLMESRContract, CausalContract):
-    backbone = "sasrec"
-
-
-class TestLLMESROnGRU4Rec(LLMESRContract, CausalContract):
-    backbone = "gru4rec"
-
-
-class TestLLMESROnBERT4Rec(BERT4RecBackbone, LLMESRContract):
-    pass
+    return LLMESR(model_config("llmesr", values), sem, pca, build_backbone=build_backbone)
 
 
 def test_id_table_starts_as_the_pca_table_and_semantic_table_is_frozen():
@@ -185,20 +159,3 @@ def test_folded_adapter_equals_the_layers_applied_in_turn_and_trains_both():
     torch.testing.assert_close(model.adapter(x), stepwise, rtol=1e-5, atol=1e-6)
     model.adapter(x).sum().backward()
     assert model.adapter[0].weight.grad is not None and model.adapter[1].bias.grad is not None
-
-
-@pytest.mark.parametrize("backbone", ["sasrec", "bert4rec", "gru4rec"])
-def test_fused_item_table_gives_the_model_scores_in_one_product(backbone):
-    model = make_llmesr(backbone)
-    model.eval()
-    seq = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]])
-    with torch.no_grad():
-        table = model.fused_item_table()
-        assert table.shape == (N_ITEMS + 1, model.item_table().shape[1] + 1)
-        users = torch.cat([model.user_vectors(seq), torch.ones(2, 1)], dim=1)
-        torch.testing.assert_close(
-            (users @ table.T)[:, 1:], model.score_all(seq)[:, 1:], rtol=1e-5, atol=1e-5
-        )
-    # Sampled losses look rows up through item_vectors: the same vectors as the full table.
-    ids = torch.tensor([[1, 5], [N_ITEMS, 2]])
-    torch.testing.assert_close(model.item_vectors(ids), model.item_table()[ids])

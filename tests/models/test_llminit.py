@@ -1,13 +1,13 @@
-"""LLMInit: the shared model contract on every backbone, plus what makes it LLMInit."""
+"""LLMInit: what makes it LLMInit (its contract on every backbone is generated in test_contract.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from test_contract import BERT4RecBackbone, CausalContract, WrapperContract
+from test_contract import BASE_SETTINGS
 
-from llmesr.models import LLMInit, model_config
+from llmesr.models import LLMInit, build_backbone, model_config
 
 N_ITEMS = 20
 
@@ -20,33 +20,8 @@ def pca_table(n_items: int = N_ITEMS, seed: int = 0) -> np.ndarray:
 
 def make_llminit(backbone: str, n_items: int = N_ITEMS, seed: int = 0, **settings) -> LLMInit:
     torch.manual_seed(seed)
-    values = {
-        "n_items": n_items,
-        "max_len": 12,
-        "hidden_size": 32,
-        "dropout": 0.1,
-        "attn_dropout": 0.1,
-        "backbone": backbone,
-        **settings,
-    }
-    return LLMInit(model_config("llminit", values), pca_table(n_items, seed))
-
-
-class LLMInitContract(WrapperContract):
-    name = "llminit"
-    factory = staticmethod(make_llminit)
-
-
-class TestLLMInitOnSASRec(LLMInitContract, CausalContract):
-    backbone = "sasrec"
-
-
-class TestLLMInitOnGRU4Rec(LLMInitContract, CausalContract):
-    backbone = "gru4rec"
-
-
-class TestLLMInitOnBERT4Rec(BERT4RecBackbone, LLMInitContract):
-    pass
+    values = {"n_items": n_items, **BASE_SETTINGS, "backbone": backbone, **settings}
+    return LLMInit(model_config("llminit", values), pca_table(n_items, seed), build_backbone=build_backbone)
 
 
 @pytest.mark.parametrize("backbone", ["sasrec", "gru4rec", "bert4rec"])

@@ -1,4 +1,4 @@
-"""MELT: the shared model contract on every backbone, plus what makes it MELT."""
+"""MELT: what makes it MELT (its contract on every backbone is generated in test_contract.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_contract import BERT4RecBackbone, CausalContract, WrapperContract, train_steps
+from test_contract import TRAINER_SETTINGS, make_model, train_steps
 
 from conftest import patterned_rows
 from llmesr.config import RunConfig, apply_overrides
@@ -25,18 +25,8 @@ BACKBONES = ["sasrec", "gru4rec", "bert4rec"]
 
 
 def make_melt(backbone: str, n_items: int = N_ITEMS, seed: int = 0, rows=None, **settings) -> MELT:
-    torch.manual_seed(seed)
-    values = {
-        "n_items": n_items,
-        "max_len": MAX_LEN,
-        "hidden_size": 32,
-        "dropout": 0.1,
-        "attn_dropout": 0.1,
-        "backbone": backbone,
-        **settings,
-    }
     train = Sequences.from_lists(rows if rows is not None else patterned_rows(60, n_items))
-    return MELT.for_training(model_config("melt", values), train, None)
+    return make_model("melt", backbone, n_items, seed, train, max_len=MAX_LEN, **settings)
 
 
 def skewed_rows(seed: int = 0) -> list[list[int]]:
@@ -58,23 +48,6 @@ def reference_contexts(rows: list[list[int]], item: int, max_len: int) -> list[l
                 if len(row) > 1:
                     out.append(list(reversed(row[p : p + max_len])))
     return out
-
-
-class MELTContract(WrapperContract):
-    name = "melt"
-    factory = staticmethod(make_melt)
-
-
-class TestMELTOnSASRec(MELTContract, CausalContract):
-    backbone = "sasrec"
-
-
-class TestMELTOnGRU4Rec(MELTContract, CausalContract):
-    backbone = "gru4rec"
-
-
-class TestMELTOnBERT4Rec(BERT4RecBackbone, MELTContract):
-    pass
 
 
 def test_contexts_are_the_authors_item_contexts():
@@ -275,13 +248,7 @@ def test_trainer_runs_melt_end_to_end(patterned_dir, tmp_path):
         "data": str(patterned_dir),
         "model": "melt",
         "backbone": "sasrec",
-        "max_len": 10,
-        "hidden_size": 16,
-        "batch_size": 16,
-        "epochs": 2,
-        "progress": False,
-        "eval_batch_size": 32,
-        "sampled_negatives": 5,
+        **TRAINER_SETTINGS,
         "melt_curriculum_epochs": 2,
     }
     cfg = apply_overrides(RunConfig(), values, "test")

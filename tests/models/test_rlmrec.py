@@ -1,21 +1,21 @@
-"""RLMRec: the shared model contract on every backbone and both variants, plus what makes it RLMRec."""
+"""RLMRec: what makes it RLMRec (its contract on every backbone and both variants is generated in
+test_contract.py)."""
 
 from __future__ import annotations
 
 import json
 import math
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from test_contract import BERT4RecBackbone, CausalContract, WrapperContract
+from test_contract import BASE_SETTINGS, TRAINER_SETTINGS
 
 from conftest import patterned_rows
 from llmesr.config import RunConfig, apply_overrides, resolve_config
 from llmesr.data.sequences import Sequences
-from llmesr.models import RLMRec, build_model, model_config
+from llmesr.models import RLMRec, build_backbone, build_model, for_training, model_config
 from llmesr.models.rlmrec import choose_masked, info_nce
 from llmesr.semantic.artifacts import SemanticArtifacts
 
@@ -31,17 +31,8 @@ def tables(seed: int = 0, n_items: int = N_ITEMS, n_users: int = N_USERS) -> tup
 
 
 def settings_for(backbone: str, **settings) -> dict:
-    return {
-        "n_items": N_ITEMS,
-        "max_len": 12,
-        "hidden_size": 32,
-        "dropout": 0.1,
-        "attn_dropout": 0.1,
-        "backbone": backbone,
-        "semantic_dim": SEM_DIM,
-        "rlmrec_weight": 0.1,
-        **settings,
-    }
+    own = {"backbone": backbone, "semantic_dim": SEM_DIM, "rlmrec_weight": 0.1}
+    return {"n_items": N_ITEMS, **BASE_SETTINGS, **own, **settings}
 
 
 def make_rlmrec(
@@ -49,47 +40,7 @@ def make_rlmrec(
 ) -> RLMRec:
     torch.manual_seed(seed)
     values = settings_for(backbone, n_items=n_items, rlmrec_variant=variant, **settings)
-    return RLMRec(model_config("rlmrec", values), *tables(seed, n_items))
-
-
-class ConContract(WrapperContract):
-    name = "rlmrec"
-    factory = staticmethod(partial(make_rlmrec, variant="con"))
-
-
-class GenContract(WrapperContract):
-    name = "rlmrec"
-    factory = staticmethod(partial(make_rlmrec, variant="gen"))
-
-
-class TestConOnSASRec(ConContract, CausalContract):
-    backbone = "sasrec"
-
-
-class TestConOnGRU4Rec(ConContract, CausalContract):
-    backbone = "gru4rec"
-
-
-class TestConOnBERT4Rec(BERT4RecBackbone, ConContract):
-    pass
-
-
-class TestGenOnSASRec(GenContract, CausalContract):
-    backbone = "sasrec"
-
-
-class TestGenOnGRU4Rec(GenContract, CausalContract):
-    backbone = "gru4rec"
-
-
-class TestGenOnBERT4Rec(GenContract):
-    backbone = "bert4rec"
-    overfit_steps = 600
-    # At initialisation the reconstruction's gradient on the encoder is several times the masked-item
-    # loss's (item rows start at std 0.02, the MLP at Xavier scale), and BERT4Rec's slow masked-item
-    # training does not reach the bar in 600 steps at weight 0.1 (measured: 23% vs 98% at 0.01).
-    overfit_settings = {"mask_prob": 0.4, "rlmrec_weight": 0.01}
-    overfit_accuracy = 0.75
+    return RLMRec(model_config("rlmrec", values), *tables(seed, n_items), build_backbone=build_backbone)
 
 
 def patterned_batch(model: RLMRec, n_users: int = 30) -> tuple[torch.Tensor, np.ndarray, Sequences]:
@@ -143,7 +94,7 @@ def test_con_aligns_batch_items_and_users_with_their_mapped_semantic_vectors(bac
     sem_items = model.to_cf(torch.from_numpy(tables()[0])[ids])
     # the user: last column of the training pass, or BERT4Rec's unmasked prefix (= its eval input)
     if backbone == "bert4rec":
-        torch.testing.assert_close(model.bert_prefix(batch), model.eval_input(train, rows), rtol=0, atol=0)
+        torch.testing.assert_close(model.user_input(batch), model.eval_input(train, rows), rtol=0, atol=0)
         user = model.user_vectors(model.eval_input(train, rows))
     else:
         user = model.hidden_states(batch[:, :-1])[:, -1]
@@ -248,7 +199,7 @@ def test_checkpoint_holds_no_semantic_table_and_scores_the_same(variant, tmp_pat
     assert any(k.startswith("to_cf" if variant == "con" else "to_semantic") for k in state)
     torch.save({"config": model.config.to_dict(), "state_dict": state}, tmp_path / "m.pt")
     saved = torch.load(tmp_path / "m.pt", weights_only=True)
-    clone = RLMRec(model_config("rlmrec", saved["config"]))
+    clone = build_model("rlmrec", model_config("rlmrec", saved["config"]))
     clone.load_state_dict(saved["state_dict"])
     clone.eval()
     assert clone.item_semantic is None and clone.user_semantic is None
@@ -262,10 +213,10 @@ def test_for_training_takes_the_semantic_width_from_the_artifacts():
     items, users = tables()
     art = SemanticArtifacts(items[:, :10], items[:, :4], users[:, :10], np.zeros((len(users), 1), dtype=int))
     config = model_config("rlmrec", settings_for("sasrec", rlmrec_variant="gen"))
-    model = RLMRec.for_training(config, Sequences.from_lists([[1, 2]]), art)
+    model = for_training("rlmrec", config, Sequences.from_lists([[1, 2]]), art)
     assert model.config.semantic_dim == 10 and model.to_semantic[-1].out_features == 10
     with pytest.raises(ValueError, match="expected"):
-        RLMRec(config, items[:5], users)
+        RLMRec(config, items[:5], users, build_backbone=build_backbone)
 
 
 def test_config_defaults_follow_the_variant_and_bad_values_are_refused():
@@ -310,13 +261,7 @@ def test_trainer_trains_both_variants_end_to_end(patterned_dir, tmp_path):
             "backbone": "sasrec",
             "rlmrec_variant": variant,
             "loss": "ce",
-            "max_len": 10,
-            "hidden_size": 16,
-            "batch_size": 16,
-            "epochs": 2,
-            "progress": False,
-            "eval_batch_size": 32,
-            "sampled_negatives": 5,
+            **TRAINER_SETTINGS,
             "similar_k": 5,
             "cache_dir": str(tmp_path / "cache"),  # the two runs share one semantic step
         }

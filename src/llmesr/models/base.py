@@ -1,8 +1,11 @@
-"""What every sequential recommender in llmesr shares.
+"""What every sequential recommender in llmesr shares, and the interface a backbone offers.
 
 A model is an item table plus a *backbone*: ``embed`` (scale, positions, dropout) followed by an
 ``encoder`` mapping "embedded sequence + padding mask -> hidden states". Keeping the two apart is
-what lets LLM-ESR and the baselines feed the same backbone other input embeddings.
+what lets LLM-ESR and the baselines feed the same backbone other input embeddings. Everything else
+a method built around a backbone needs from it is one of the *backbone hooks* declared on
+:class:`SequentialRecommender` (with the next-item defaults; BERT4Rec overrides them), so no
+wrapper ever asks which backbone it holds.
 
 Batches are left-padded with 0 and only as wide as their longest row, so the last column is always
 the most recent item. Positions count from each row's first real item, which makes outputs
@@ -12,24 +15,26 @@ independent of how much padding a batch happens to have.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from llmesr.data.sequences import Sequences
-from llmesr.models.losses import LOSSES, ranking_loss, sample_negatives
+from llmesr.models.losses import get_loss, ranking_loss, sample_negatives
 from llmesr.models.transformer import Dropout
 from llmesr.semantic.artifacts import SemanticArtifacts
 
 
 @dataclass
 class BackboneConfig:
-    """Fields every backbone understands; each model's own config extends this."""
+    """Fields every backbone understands; each model's own config extends this. Fields whose
+    metadata says ``derived`` are set from the data (or the semantic artifacts), not by users."""
 
-    n_items: int = field(metadata={"derived": True})  # set from the dataset
+    n_items: int = field(metadata={"derived": True})
     max_len: int = 50
     hidden_size: int = 64
     dropout: float = 0.5
@@ -42,8 +47,7 @@ class BackboneConfig:
     positions: str = "from_start"
 
     def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
+        get_loss(self.loss)  # ValueError listing the supported losses
         if self.negatives < 1:
             raise ValueError("negatives must be >= 1")
         if self.positions not in ("from_start", "from_end"):
@@ -93,15 +97,48 @@ def positions_from_end(mask: torch.Tensor, max_len: int) -> torch.Tensor:
 
 
 class SequentialRecommender(nn.Module):
-    """Base class: item table, scoring, the training-loss plumbing and batch preparation."""
+    """Base class: item table, scoring, the training-loss plumbing, batch preparation, and the
+    backbone hooks below (next-item defaults).
+
+    The interface of a backbone, all a wrapper (LLM-ESR, the baselines) may rely on:
+
+    * ``item_emb``: the trainable item table, ``(n_items + 1 + extra_item_rows, h)`` with row 0 as
+      padding; the backbone's input embeddings and, through :meth:`item_table`, its output vectors.
+      A wrapper may read it, overwrite rows of it or replace it (LLM-ESR's two views).
+    * :meth:`embed` and :meth:`encode`: embedded sequence + mask -> hidden states.
+    * :meth:`output`: hidden states -> the space items are scored in (identity by default).
+    * ``extra_item_rows``: input rows after the N items, never scored (BERT4Rec's mask token).
+    * ``bidirectional``: the backbone is trained to read both sides of a position, so a layer put
+      in front of its encoder may too (LLM-ESR's cross-attention); otherwise that layer stays causal.
+    * :meth:`objective`: the recommendation loss of a batch and the batch's user representations.
+    * :meth:`user_input`: a training batch -> the input whose last column represents its users.
+    * ``user_from_training_pass``: the objective's pass reads ``user_input(batch)`` unchanged, so the
+      users come with it and a caller may hand the objective that pass's states.
+
+    Capabilities the trainer and the server read (flags and methods, never model names):
+    ``needs_semantic``, :meth:`similar_users_needed`, ``cold_start_items``, ``wraps_backbone``.
+    """
 
     config: BackboneConfig
     uses_positions = True
     # Whether the trainer must run (or reuse) the semantic step and hand its artifacts to
-    # :meth:`for_training`; ``semantic_neighbours`` names the config field giving how many
-    # similar users per user the model reads (0 = none).
-    needs_semantic = False
-    semantic_neighbours: str | None = None
+    # :meth:`for_training`.
+    needs_semantic: ClassVar[bool] = False
+    # Whether a bundle of this model can add items after training from their text alone (a
+    # semantic view over the encoder's embeddings); the export then records the encoder's identity.
+    cold_start_items: ClassVar[bool] = False
+    # Whether the model is a method around a backbone (see BackboneWrapper) rather than a backbone.
+    wraps_backbone: ClassVar[bool] = False
+    # Backbone constants, described in the class docstring.
+    extra_item_rows: ClassVar[int] = 0
+    bidirectional: ClassVar[bool] = False
+    user_from_training_pass: ClassVar[bool] = True
+
+    @classmethod
+    def similar_users_needed(cls, config: BackboneConfig) -> int:
+        """How many retrieved similar users per user the model reads (the semantic step must
+        provide at least that many)."""
+        return 0
 
     @classmethod
     def for_training(
@@ -116,7 +153,8 @@ class SequentialRecommender(nn.Module):
         super().__init__()
         self.config = config
         h = config.hidden_size
-        self.item_emb = nn.Embedding(n_item_rows or config.n_items + 1, h, padding_idx=0)
+        rows = config.n_items + 1 + self.extra_item_rows if n_item_rows is None else n_item_rows
+        self.item_emb = nn.Embedding(rows, h, padding_idx=0)
         self.pos_emb = nn.Embedding(config.max_len, h) if self.uses_positions else None
         self.emb_dropout = Dropout(config.dropout)
 
@@ -138,6 +176,10 @@ class SequentialRecommender(nn.Module):
     def hidden_states(self, seq: torch.Tensor) -> torch.Tensor:
         mask = seq > 0
         return self.encode(self.embed(self.item_emb(seq), mask), mask)
+
+    def output(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Hidden states (any shape + (h,)) -> the vectors scored against the item table."""
+        return hidden
 
     # ---- scoring ----------------------------------------------------------------------------
     def item_table(self) -> torch.Tensor:
@@ -163,8 +205,8 @@ class SequentialRecommender(nn.Module):
         return torch.cat([table, bias.unsqueeze(1)], dim=1).float()
 
     def user_vectors(self, seq: torch.Tensor) -> torch.Tensor:
-        """(B, d) representation of each (left-padded) history: the last position's hidden state."""
-        return self.hidden_states(seq)[:, -1]
+        """(B, d) representation of each (left-padded) history: the last position's output."""
+        return self.output(self.hidden_states(seq)[:, -1])
 
     def score_all(self, seq: torch.Tensor) -> torch.Tensor:
         """(B, n_items + 1) scores; column 0 (padding) is -inf so it can never be recommended."""
@@ -183,6 +225,11 @@ class SequentialRecommender(nn.Module):
     def eval_input(self, history: Sequences, rows: np.ndarray) -> torch.Tensor:
         return history.pad_left(rows, self.config.max_len)
 
+    def user_input(self, batch: torch.Tensor) -> torch.Tensor:
+        """The input, taken from a training ``batch``, whose last column represents each row's user:
+        for next-item training the inputs of the training pass (the batch without its last target)."""
+        return batch[:, :-1]
+
     # ---- training ---------------------------------------------------------------------------
     def start_epoch(self, epoch: int) -> None:
         """Called by the trainer before each epoch (LLM-ESR refreshes its cached teacher here)."""
@@ -195,20 +242,32 @@ class SequentialRecommender(nn.Module):
     def loss(
         self, batch: torch.Tensor, generator: torch.Generator | None = None, users: np.ndarray | None = None
     ) -> torch.Tensor:
-        """Next-item loss with every position a target (SASRec / GRU4Rec style). ``users`` (the batch's
-        user ids) is for models whose loss needs them (LLM-ESR's self-distillation)."""
-        return self.next_item_loss(batch, generator)[0]
+        """The training loss of ``batch``; ``users`` (the batch's user ids) is for models whose loss
+        needs them (LLM-ESR's self-distillation). A backbone's is its :meth:`objective`."""
+        return self.objective(self, batch, generator)[0]
 
-    def next_item_loss(
-        self, batch: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The next-item loss and the hidden states it came from (LLM-ESR reuses the last column as
-        the user's representation instead of running the encoder a second time)."""
+    def objective(
+        self,
+        model: SequentialRecommender,
+        batch: torch.Tensor,
+        generator: torch.Generator | None = None,
+        want_user: bool = False,
+        hidden: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The recommendation loss of ``model`` (this backbone or a method built on it, whose
+        ``hidden_states``, ``output`` and ``loss_at`` are used) on a training ``batch``, and the
+        batch's users (``None`` unless ``want_user`` where they cost an extra pass). ``hidden``: the
+        training pass's output states, computed by the caller (RLMRec-Gen masks its inputs).
+
+        This default is next-item prediction, every position a target (SASRec, GRU4Rec); the users
+        are the last column of the same pass (as in the LLM-ESR authors' code), always returned.
+        """
         inputs, targets = batch[:, :-1], batch[:, 1:]
         trained = (inputs > 0) & (targets > 0)
-        hidden = self.hidden_states(inputs)
-        loss = self.loss_at(hidden[trained], targets[trained], batch, trained.nonzero()[:, 0], generator)
-        return loss, hidden
+        if hidden is None:
+            hidden = model.output(model.hidden_states(inputs))
+        loss = model.loss_at(hidden[trained], targets[trained], batch, trained.nonzero()[:, 0], generator)
+        return loss, hidden[:, -1]
 
     def loss_at(
         self,
@@ -221,7 +280,7 @@ class SequentialRecommender(nn.Module):
         """Loss of ``queries`` against their ``targets``; negatives avoid the query's row of ``context``."""
         cfg = self.config
         negs = None
-        if cfg.loss != "ce":
+        if get_loss(cfg.loss).sampled:
             negs = sample_negatives(context, row_of, cfg.negatives, cfg.n_items, generator)
         return ranking_loss(queries, targets, self.item_vectors, self.item_bias(), cfg.loss, negs)
 
@@ -239,28 +298,42 @@ class SequentialRecommender(nn.Module):
             self.item_emb.weight[0].zero_()
 
 
+# Builds a fresh backbone of the kind and settings a wrapper's config names. The registry
+# (llmesr.models) provides it, so no model module needs the registry.
+BackboneBuilder = Callable[["WrapperConfig"], SequentialRecommender]
+
+
 class BackboneWrapper(SequentialRecommender):
-    """A method built around one backbone (LLMInit, CITIES, MELT, RLMRec): the backbone is made from
-    the wrapper's config and does everything a subclass does not override. Its item table is the
-    one trained, so the wrapper keeps none of its own."""
+    """A method built around one backbone (LLM-ESR, LLMInit, CITIES, MELT, RLMRec). The backbone,
+    made by ``build_backbone`` from the wrapper's config, does everything a subclass does not
+    override, hooks included; its item table is the one trained, so the wrapper keeps none."""
 
     config: WrapperConfig
     uses_positions = False  # the wrapped backbone has its own
-
-    def __init__(self, config: WrapperConfig) -> None:
-        from llmesr.models import build_model, model_config  # the registry imports the subclasses
-
-        super().__init__(config)
+    wraps_backbone = True
+    def __init__(self, config: WrapperConfig, build_backbone: BackboneBuilder | None = None) -> None:
+        # The base class's item table is dropped (the backbone's is trained); it is still made
+        # because it draws from torch's RNG before the backbone does, which fixes seeded weights.
+        super().__init__(config, n_item_rows=config.n_items + 1)
         self.item_emb = None
-        settings = {k: v for k, v in config.to_dict().items() if k != "backbone"}
-        self.backbone = build_model(config.backbone, model_config(config.backbone, settings))
-        self.is_bert = config.backbone == "bert4rec"
+        self.backbone = self.builder(build_backbone)(config)
+
+    @classmethod
+    def builder(cls, build_backbone: BackboneBuilder | None) -> BackboneBuilder:
+        """``build_backbone``, refused when missing (the registry passes its own)."""
+        if build_backbone is None:
+            raise TypeError(f"{cls.__name__} needs build_backbone: build it through llmesr.models")
+        return build_backbone
 
     @classmethod
     def for_training(
-        cls, config: WrapperConfig, train: Sequences, artifacts: SemanticArtifacts | None
+        cls,
+        config: WrapperConfig,
+        train: Sequences,
+        artifacts: SemanticArtifacts | None,
+        build_backbone: BackboneBuilder | None = None,
     ) -> BackboneWrapper:
-        model = cls(config)
+        model = cls(config, build_backbone=build_backbone)
         model.set_training_data(train)
         return model
 
@@ -268,8 +341,24 @@ class BackboneWrapper(SequentialRecommender):
         """What the method reads from the training split (head/tail groups, item contexts), kept in
         buffers when inference needs it; nothing by default."""
 
+    # ---- the backbone's constants and hooks ------------------------------------------------------
+    @property
+    def extra_item_rows(self) -> int:  # type: ignore[override]
+        return self.backbone.extra_item_rows
+
+    @property
+    def bidirectional(self) -> bool:  # type: ignore[override]
+        return self.backbone.bidirectional
+
+    @property
+    def user_from_training_pass(self) -> bool:  # type: ignore[override]
+        return self.backbone.user_from_training_pass
+
     def hidden_states(self, seq: torch.Tensor) -> torch.Tensor:
         return self.backbone.hidden_states(seq)
+
+    def output(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.backbone.output(hidden)
 
     def item_table(self) -> torch.Tensor:
         return self.backbone.item_table()
@@ -288,6 +377,19 @@ class BackboneWrapper(SequentialRecommender):
 
     def eval_input(self, history: Sequences, rows: np.ndarray) -> torch.Tensor:
         return self.backbone.eval_input(history, rows)
+
+    def user_input(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.backbone.user_input(batch)
+
+    def objective(
+        self,
+        model: SequentialRecommender,
+        batch: torch.Tensor,
+        generator: torch.Generator | None = None,
+        want_user: bool = False,
+        hidden: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.backbone.objective(model, batch, generator, want_user, hidden)
 
     def loss(
         self, batch: torch.Tensor, generator: torch.Generator | None = None, users: np.ndarray | None = None

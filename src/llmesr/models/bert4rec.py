@@ -51,10 +51,12 @@ def mask_items(
 
 class BERT4Rec(SequentialRecommender):
     config: BERT4RecConfig
+    extra_item_rows = 1  # the mask token, never scored as an answer
+    bidirectional = True
+    user_from_training_pass = False  # the masked training input hides items
 
     def __init__(self, config: BERT4RecConfig) -> None:
-        # One extra row for the mask token, which is never scored as an answer.
-        super().__init__(config, n_item_rows=config.n_items + 2)
+        super().__init__(config)
         self.mask_token = config.n_items + 1
         h = config.hidden_size
         self.encoder = TransformerEncoder(
@@ -74,11 +76,11 @@ class BERT4Rec(SequentialRecommender):
     def encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.encoder(x, mask)
 
+    def output(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.head(hidden)
+
     def item_bias(self) -> torch.Tensor:
         return self.out_bias
-
-    def user_vectors(self, seq: torch.Tensor) -> torch.Tensor:
-        return self.head(self.hidden_states(seq)[:, -1])
 
     def train_input(self, train: Sequences, rows: np.ndarray) -> torch.Tensor:
         return train.pad_left(rows, self.config.max_len)
@@ -88,10 +90,26 @@ class BERT4Rec(SequentialRecommender):
         seq[:, -1] = self.mask_token
         return seq
 
-    def loss(
-        self, batch: torch.Tensor, generator: torch.Generator | None = None, users: np.ndarray | None = None
-    ) -> torch.Tensor:
+    def user_input(self, batch: torch.Tensor) -> torch.Tensor:
+        """The unmasked training prefix + the mask token: ``eval_input`` of the training history (the
+        batch holds its last ``max_len`` items; the mask token takes the last slot)."""
+        token = torch.full_like(batch[:, :1], self.mask_token)
+        return torch.cat([batch[:, -(self.config.max_len - 1) :], token], dim=1)
+
+    def objective(
+        self,
+        model: SequentialRecommender,
+        batch: torch.Tensor,
+        generator: torch.Generator | None = None,
+        want_user: bool = False,
+        hidden: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Masked-item prediction: ``model`` predicts the masked items of the batch. Its input hides
+        items, so the users, when wanted, are encoded from :meth:`user_input` in a second pass."""
+        if hidden is not None:
+            raise ValueError("masked-item training encodes its own masked input; it takes no states")
         inputs, labels = mask_items(batch, self.config.mask_prob, self.mask_token, generator)
         trained = labels > 0
-        queries = self.head(self.hidden_states(inputs)[trained])
-        return self.loss_at(queries, labels[trained], batch, trained.nonzero()[:, 0], generator)
+        queries = model.output(model.hidden_states(inputs)[trained])
+        loss = model.loss_at(queries, labels[trained], batch, trained.nonzero()[:, 0], generator)
+        return loss, model.user_vectors(self.user_input(batch)) if want_user else None

@@ -11,8 +11,8 @@ The backbone itself is left as it is.
 
 This implementation:
 
-* Backbone: any model in ``llmesr.models`` (sasrec, bert4rec, gru4rec), built by the registry and
-  trained by its own loss; its ``embed`` / ``encode`` / ``head`` are reused, never copied.
+* Backbone: any registered backbone, built by the registry and trained by its own loss; its
+  ``embed`` / ``encode`` / ``output`` are reused, never copied.
 * Head / tail: training popularity, tail iff popularity < ``cities_tail_threshold`` (default 6: the
   authors' code, github.com/swonj90/CITIES, ``FREQ_LBOUND = 5``, replaces items seen at most 5 times
   and trains ``f`` on the others); ``0`` takes the Pareto 20/80 cut of the evaluation instead.
@@ -48,15 +48,8 @@ What differs from the paper:
 * With the cosine distance ``f`` learns directions only: inferred rows are rescaled to the mean
   norm of the head rows so that dot-product scores stay on the head items' scale.
 
-Why the authors' tail (issue 6). With the Pareto tail (80% of items, on ML-100K everything seen
-fewer than ~80 times) CITIES fell far below its backbone under full ranking: ML-100K test NDCG@10
-0.0737 with tail items at 0.0000, 0.0892 / 0.0285 for the same checkpoint with replacement off;
-Beauty tail items 0.0012 against SASRec's 0.0178. The inferred rows are not the trained ones
-(cosine 0.78 for items seen > 100 times, 0.23 at 21-40, -0.49 at 1-2: under full softmax a rare
-item's row is trained, away from its contexts) and replacing well-trained rows destroys them.
-Their smaller norms (0.6x) are not the cause: rescaling them to the trained norms gave 0.0069.
-With count <= 5 (30 epochs, ML-100K): valid 0.0910 / test 0.0668 against SASRec's 0.0897 / 0.0689
-(Pareto: 0.0836 / 0.0674, tail items 0.0008). Threshold chosen as the authors', checked on validation.
+Why the authors' threshold and not the Pareto tail (which replaced well-trained rows and lost most of
+the backbone's accuracy) is measured in ``docs/baselines.md``.
 """
 
 from __future__ import annotations
@@ -71,10 +64,9 @@ from torch import nn
 
 from llmesr.data.groups import item_popularity, pareto_cut
 from llmesr.data.sequences import Sequences
-from llmesr.models.base import BackboneWrapper, SequentialRecommender, WrapperConfig
+from llmesr.models.base import BackboneBuilder, BackboneWrapper, SequentialRecommender, WrapperConfig
 from llmesr.models.transformer import TransformerEncoder
 
-BACKBONES = ("sasrec", "bert4rec", "gru4rec")
 # Tail occurrences go through ``f`` this many at a time in ``end_epoch`` (bounds memory only).
 INFER_CHUNK = 8192
 
@@ -92,8 +84,6 @@ class CITIESConfig(WrapperConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.cities_distance not in ("mse", "cosine"):
             raise ValueError(f"cities_distance must be 'mse' or 'cosine', got {self.cities_distance!r}")
         if self.cities_weight < 0 or self.cities_warmup < 0 or self.cities_tail_threshold < 0:
@@ -150,8 +140,8 @@ class CITIES(BackboneWrapper):
     config: CITIESConfig
     needs_semantic = False
 
-    def __init__(self, config: CITIESConfig) -> None:
-        super().__init__(config)
+    def __init__(self, config: CITIESConfig, *, build_backbone: BackboneBuilder | None = None) -> None:
+        super().__init__(config, build_backbone)
         cfg, h = config, config.hidden_size
         self.infer = ContextAggregator(
             h, cfg.cities_context, cfg.cities_layers, cfg.num_heads, cfg.inner_size, cfg.cities_dropout
@@ -185,7 +175,7 @@ class CITIES(BackboneWrapper):
 
     # ---- the table: trained rows while training, inferred tail rows at inference ---------------
     def _table(self) -> torch.Tensor:
-        """All of the backbone's item rows (BERT4Rec: + its mask token)."""
+        """All of the backbone's item rows (with its ``extra_item_rows``, e.g. a mask token)."""
         weight = self.backbone.item_emb.weight
         if self.training:
             return weight
@@ -197,14 +187,11 @@ class CITIES(BackboneWrapper):
         x = F.embedding(seq, self._table(), padding_idx=0)
         return self.backbone.encode(self.backbone.embed(x, mask), mask)
 
-    def user_vectors(self, seq: torch.Tensor) -> torch.Tensor:
-        last = self.hidden_states(seq)[:, -1]
-        return self.backbone.head(last) if self.is_bert else last
-
     def item_table(self) -> torch.Tensor:
         return self._table()[: self.config.n_items + 1]
 
-    # Rows come from item_table (replaced tail rows in eval mode), not from the backbone's own table.
+    # Rows come from _table (replaced tail rows in eval mode), not from the backbone's own table.
+    user_vectors = SequentialRecommender.user_vectors
     item_vectors = SequentialRecommender.item_vectors
 
     # ---- training -----------------------------------------------------------------------------

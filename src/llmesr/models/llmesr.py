@@ -6,8 +6,9 @@ The method as implemented here is stated in ``shared/docs/llm-esr.md``; in short
    as in the authors' code), and a trainable ID table ``E_id`` initialised from PCA(E_llm).
 2. Each view is embedded by the backbone (scale, shared positions, dropout), then fused by
    cross-attention in both directions (``X_id' = X_id + CrossAttn(q=X_sem, kv=X_id)`` and the
-   mirror image; the residual is our choice, see ``hidden_states``), masked exactly like the
-   backbone (causal for SASRec and GRU4Rec, so no position ever sees a later item).
+   mirror image; the residual is our choice, see ``hidden_states``), masked like the backbone:
+   both ways only for a ``bidirectional`` one (BERT4Rec), causal otherwise (SASRec, GRU4Rec: no
+   position ever sees a later item; SASRec's ``causal: false`` parity switch leaves it causal).
 3. One backbone encoder (shared weights) encodes both; the user is ``[H_id ; H_sem]`` at the last
    position and item j is ``[E_id[j] ; Adapter(E_llm[j])]`` (logit-level fusion).
 4. Self-distillation: the mean representation of N retrieved similar users (detached) is the
@@ -15,8 +16,9 @@ The method as implemented here is stated in ``shared/docs/llm-esr.md``; in short
    step (``teacher: exact``, the paper) or read from a table of all users' representations that is
    refreshed every ``teacher_refresh`` epochs (``teacher: cached``, much cheaper).
 
-Every ablation of the paper is a config switch. The backbone is any model in ``llmesr.models``: its
-``embed`` and ``encode`` are reused, never copied.
+Every ablation of the paper is a config switch. The backbone is any registered backbone, built by
+the registry as for every wrapper: its ``embed``, ``encode``, ``output`` and training objective are
+reused, never copied, and nothing here asks which backbone it is.
 """
 
 from __future__ import annotations
@@ -29,14 +31,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmesr.data.sequences import Sequences
-from llmesr.models.base import SequentialRecommender, WrapperConfig
+from llmesr.models.base import BackboneBuilder, BackboneWrapper, SequentialRecommender, WrapperConfig
 from llmesr.models.transformer import attend, attention_mask
 from llmesr.semantic.artifacts import SemanticArtifacts
 
 
 @dataclass
 class LLMESRConfig(WrapperConfig):
-    semantic_dim: int = field(default=384, metadata={"derived": True})
+    semantic_dim: int = field(default=384, metadata={"derived": True})  # set from the artifacts
     cross_heads: int = 2
     # paper ablations
     use_collaborative: bool = True
@@ -104,18 +106,25 @@ class LinearAdapter(nn.Sequential):
         return F.linear(x, weight, bias)
 
 
-class LLMESR(SequentialRecommender):
+class LLMESR(BackboneWrapper):
     config: LLMESRConfig
-    uses_positions = False  # positions come from the backbone's own embed()
     needs_semantic = True
-    semantic_neighbours = "distill_users"
+    cold_start_items = True  # the semantic view scores a new item from its text embedding alone
+
+    @classmethod
+    def similar_users_needed(cls, config: LLMESRConfig) -> int:
+        return config.distill_users
 
     @classmethod
     def for_training(
-        cls, config: LLMESRConfig, train: Sequences, artifacts: SemanticArtifacts | None
+        cls,
+        config: LLMESRConfig,
+        train: Sequences,
+        artifacts: SemanticArtifacts | None,
+        build_backbone: BackboneBuilder | None = None,
     ) -> LLMESR:
         config = replace(config, semantic_dim=artifacts.semantic_dim)
-        model = cls(config, artifacts.item_embeddings, artifacts.item_pca)
+        model = cls(config, artifacts.item_embeddings, artifacts.item_pca, build_backbone=build_backbone)
         model.set_retrieval(artifacts.similar_users, train)
         return model
 
@@ -124,17 +133,15 @@ class LLMESR(SequentialRecommender):
         config: LLMESRConfig,
         semantic_table: np.ndarray | None = None,
         pca_table: np.ndarray | None = None,
+        *,
+        build_backbone: BackboneBuilder | None = None,
     ) -> None:
-        from llmesr.models import build_model, model_config  # the registry imports this module
-
-        super().__init__(config)
+        build_backbone = self.builder(build_backbone)
+        super().__init__(config, build_backbone)
         cfg, h = config, config.hidden_size
-        self.is_bert = cfg.backbone == "bert4rec"
-        n_rows = cfg.n_items + (2 if self.is_bert else 1)  # BERT4Rec: + a mask token
-        backbone_cfg = model_config(cfg.backbone, {k: v for k, v in cfg.to_dict().items() if k != "backbone"})
-        self.backbone = build_model(cfg.backbone, backbone_cfg)
+        n_rows = cfg.n_items + 1 + self.backbone.extra_item_rows  # + e.g. BERT4Rec's mask token
         self.backbone.item_emb = None  # the views below replace the backbone's own item table
-        self.sem_backbone = self.backbone if cfg.shared_encoder else build_model(cfg.backbone, backbone_cfg)
+        self.sem_backbone = self.backbone if cfg.shared_encoder else build_backbone(cfg)
         if not cfg.shared_encoder:
             self.sem_backbone.item_emb = None
         self.item_emb = nn.Embedding(n_rows, h, padding_idx=0)  # the collaborative (ID) view
@@ -147,7 +154,8 @@ class LLMESR(SequentialRecommender):
             [nn.Linear(d, d // 2), nn.Linear(d // 2, h)] if cfg.adapter_layers == 2 else [nn.Linear(d, h)]
         )
         self.adapter = LinearAdapter(*layers)
-        self.sem_mask = nn.Parameter(torch.zeros(h)) if self.is_bert else None
+        # Rows after the items (a mask token) have no text: one learned semantic vector stands in.
+        self.sem_mask = nn.Parameter(torch.zeros(h)) if n_rows > cfg.n_items + 1 else None
         self.cross_id = CrossAttention(h, cfg.cross_heads, cfg.attn_dropout)
         self.cross_sem = CrossAttention(h, cfg.cross_heads, cfg.attn_dropout)
         self.init_weights()
@@ -163,7 +171,7 @@ class LLMESR(SequentialRecommender):
     def semantic_items(self, ids: torch.Tensor) -> torch.Tensor:
         out = self.adapter(self.semantic[ids])
         if self.sem_mask is not None:
-            out = torch.where((ids == self.config.n_items + 1).unsqueeze(-1), self.sem_mask, out)
+            out = torch.where((ids > self.config.n_items).unsqueeze(-1), self.sem_mask, out)
         return out
 
     def hidden_states(self, seq: torch.Tensor) -> torch.Tensor:
@@ -173,7 +181,7 @@ class LLMESR(SequentialRecommender):
         x_id = self.backbone.embed(self.item_emb(seq), mask) if cfg.use_collaborative else None
         x_sem = self.sem_backbone.embed(self.semantic_items(seq), mask) if cfg.use_semantic else None
         if cfg.cross_attention and x_id is not None and x_sem is not None:
-            allowed = attention_mask(mask, causal=not self.is_bert)
+            allowed = attention_mask(mask, causal=not self.backbone.bidirectional)
             # Residual on the stream being rebuilt: each view keeps its own signal and adds the
             # other-view-guided mixture. Without it, a position's own item (or BERT4Rec's mask
             # token) survives only if attention happens to focus on itself; masked-item training
@@ -186,15 +194,18 @@ class LLMESR(SequentialRecommender):
             # One encoder call on both views stacked along the batch: same weights, same result,
             # half the per-call overhead (which dominates the many short, bucketed batches).
             both = self.backbone.encode(torch.cat([x_id, x_sem]), torch.cat([mask, mask]))
-            return torch.cat(self._head(both).chunk(2), dim=-1)
+            return torch.cat(self.backbone.output(both).chunk(2), dim=-1)
         if x_id is not None:
-            parts.append(self._head(self.backbone.encode(x_id, mask)))
+            parts.append(self.backbone.output(self.backbone.encode(x_id, mask)))
         if x_sem is not None:
-            parts.append(self._head(self.sem_backbone.encode(x_sem, mask)))
+            parts.append(self.backbone.output(self.sem_backbone.encode(x_sem, mask)))
         return torch.cat(parts, dim=-1)
 
-    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.backbone.head(hidden) if self.is_bert else hidden
+    def output(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Identity: :meth:`hidden_states` already applies the backbone's output to each view."""
+        return hidden
+
+    user_vectors = SequentialRecommender.user_vectors  # the fused states, not the backbone's own
 
     def item_table(self) -> torch.Tensor:
         ids = torch.arange(self.config.n_items + 1, device=self.semantic.device)
@@ -216,16 +227,6 @@ class LLMESR(SequentialRecommender):
         if self.config.use_semantic:
             parts.append(self.adapter(self.semantic[ids]))
         return torch.cat(parts, dim=-1)
-
-    def item_bias(self) -> torch.Tensor | None:
-        return self.backbone.item_bias()
-
-    # ---- batches follow the backbone ----------------------------------------------------------
-    def train_input(self, train: Sequences, rows: np.ndarray) -> torch.Tensor:
-        return self.backbone.train_input(train, rows)
-
-    def eval_input(self, history: Sequences, rows: np.ndarray) -> torch.Tensor:
-        return self.backbone.eval_input(history, rows)
 
     # ---- training ---------------------------------------------------------------------------
     def set_retrieval(self, similar_users: np.ndarray, train: Sequences) -> None:
@@ -277,23 +278,11 @@ class LLMESR(SequentialRecommender):
     ) -> torch.Tensor:
         cfg = self.config
         distill = cfg.distill_weight > 0 and users is not None and self.similar is not None
-        if self.is_bert:
-            rec = self._bert_loss(batch, generator)
-            # The masked input hides items, so the student is encoded from the unmasked prefix.
-            student = self.user_repr(np.asarray(users)) if distill else None
-        else:
-            rec, hidden = self.next_item_loss(batch, generator)
-            # The user's representation is the last column of the same forward pass (as in the
-            # authors' code): no second encoder run for the student.
-            student = hidden[:, -1]
+        # The recommendation loss is the backbone's own objective, on the fused encoder. The student
+        # is the users' representation that comes with it: the last column of the same forward pass
+        # for next-item backbones (as in the authors' code); masked-item ones hide items in that
+        # pass, so the unmasked training prefix is encoded again, only when it is needed.
+        rec, student = self.backbone.objective(self, batch, generator, want_user=distill)
         if not distill:
             return rec
         return rec + cfg.distill_weight * self.distill_loss(student, self.teacher(np.asarray(users)).detach())
-
-    def _bert_loss(self, batch: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        from llmesr.models.bert4rec import mask_items
-
-        inputs, labels = mask_items(batch, self.config.mask_prob, self.config.n_items + 1, generator)
-        trained = labels > 0
-        queries = self.hidden_states(inputs)[trained]
-        return self.loss_at(queries, labels[trained], batch, trained.nonzero()[:, 0], generator)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from llmesr.data.sequences import Sequences
-from llmesr.models.base import BackboneWrapper, WrapperConfig
+from llmesr.models.base import BackboneBuilder, BackboneWrapper, WrapperConfig
 from llmesr.semantic.artifacts import SemanticArtifacts
 
 
@@ -29,12 +29,22 @@ class LLMInit(BackboneWrapper):
 
     @classmethod
     def for_training(
-        cls, config: LLMInitConfig, train: Sequences, artifacts: SemanticArtifacts | None
+        cls,
+        config: LLMInitConfig,
+        train: Sequences,
+        artifacts: SemanticArtifacts | None,
+        build_backbone: BackboneBuilder | None = None,
     ) -> LLMInit:
-        return cls(config, artifacts.item_pca)
+        return cls(config, artifacts.item_pca, build_backbone=build_backbone)
 
-    def __init__(self, config: LLMInitConfig, pca_table: np.ndarray | None = None) -> None:
-        super().__init__(config)
+    def __init__(
+        self,
+        config: LLMInitConfig,
+        pca_table: np.ndarray | None = None,
+        *,
+        build_backbone: BackboneBuilder | None = None,
+    ) -> None:
+        super().__init__(config, build_backbone)
         if pca_table is not None:
             self.init_from_pca(pca_table)
 

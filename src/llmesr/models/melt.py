@@ -1,7 +1,8 @@
 """MELT (Kim, Hyun, Yun & Park, SIGIR 2023): Mutual Enhancement of Long-Tailed user and item.
 
-A wrapper over any backbone (its ``embed``/``encode``, loss, batches and scoring are reused) with
-two branches trained jointly with the backbone's own loss, ``L = L_rec + l_U * L_U + l_I * L_I``.
+A wrapper over any registered backbone (its ``embed``/``encode``, loss, batches and scoring are
+reused) with two branches trained jointly with the backbone's own loss,
+``L = L_rec + l_U * L_U + l_I * L_I``.
 ``f(S)`` below is the backbone's user representation of a history S (``backbone.user_vectors``).
 
 * Head / tail: users by training-history length, items by training popularity, with the 20/80
@@ -37,8 +38,7 @@ Our choices and how this differs from the paper / the authors' code:
 * The full-history target of ``L_U`` is detached (the authors let it move towards the short one).
 * ``W_U`` learns from ``L_U`` (head users) only: the item branch applies it as a fixed map. In the
   authors' code ``L_I`` trains it too, on contexts from every user; since ``W_U`` then rewrites
-  every tail user at inference, that let the item loss distort tail users (on the tiny contract
-  data, GRU4Rec's tail-user accuracy fell from 100% to 68%).
+  every tail user at inference, that let the item loss distort tail users.
 * ``g`` (with its residual) is what ``L_U`` trains and what both inference and the tail-item
   rebuild apply; the authors' code trains ``W_U r`` alone, adds ``r`` only at inference, and
   rebuilds tail rows from raw ``f(c)`` although ``W_I`` was trained on enhanced ones.
@@ -56,18 +56,8 @@ Our choices and how this differs from the paper / the authors' code:
   share of the training users (one pass per epoch, spread over the steps like the authors' zipped
   loaders). The curriculum epoch fraction is capped at 1 after ``e_max``.
 
-Issue 6 (MELT far below SASRec under full ranking, Beauty test NDCG@10 0.0158 against 0.0483): the
-xavier ``W_I`` maps layer-normed states (norm ~8) to rows of norm ~7, and the first rebuild, right
-after the first epoch, wrote them over the tail rows (ML-100K: tail rows 6.8, head rows 0.16,
-validation NDCG@10 0.001), after the updates, so the validated model always held raw rebuilt rows
-for 80% of the catalogue. Fixed by the authors' timing (rebuild before an epoch's updates, none
-before ``W_I`` has trained) and a zero-initialised ``W_I``. Trained from scratch it still lagged
-(0.0256, tail items 0.0019, 15 epochs): on Beauty, validation NDCG@10 after two epochs was 0.0127
-without the tail-row rebuild and 0.0128 without the item branch, but 0.0096 with it (0.0093 with a
-detached ``e_i``): rows rebuilt from a backbone still learning are overwritten again each epoch and
-never settle. Applied once to a converged SASRec (least-squares ``W_I`` on head items, R^2 0.95) the
-rebuild costs little (test NDCG@10 0.0533 -> 0.0500, tail items 0.0252 -> 0.0223), hence
-``init_from``, the authors' protocol.
+Why the rebuild timing, the zero ``W_I`` and ``init_from`` (measured on ML-100K and Beauty):
+``docs/baselines.md``.
 """
 
 from __future__ import annotations
@@ -82,7 +72,7 @@ from torch import nn
 
 from llmesr.data.groups import item_popularity, pareto_cut
 from llmesr.data.sequences import Sequences, ragged_index
-from llmesr.models.base import BackboneWrapper, WrapperConfig
+from llmesr.models.base import BackboneBuilder, BackboneWrapper, WrapperConfig
 
 ITEM_SPAN = 50  # popularity range above the item cut over which the item curriculum sweeps (authors)
 REBUILD_BATCH = 1024  # contexts encoded per call when rebuilding tail rows
@@ -161,8 +151,9 @@ class MELT(BackboneWrapper):
     config: MELTConfig
     needs_semantic = False
 
-    def __init__(self, config: MELTConfig) -> None:
-        super().__init__(config)  # the backbone's table is trained (and rebuilt for tail items)
+    def __init__(self, config: MELTConfig, *, build_backbone: BackboneBuilder | None = None) -> None:
+        # The backbone's table is trained (and rebuilt for tail items).
+        super().__init__(config, build_backbone)
         h = config.hidden_size
         self.user_transfer = nn.Linear(h, h)  # W_U
         self.item_transfer = nn.Linear(h, h)  # W_I

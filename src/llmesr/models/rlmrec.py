@@ -17,10 +17,11 @@ weight * L_align``. Two variants, as in the paper:
 How the graph-based method maps onto a sequential backbone (our choices):
 
 * Item CF representation = the item embedding (the rows the backbone scores with). User CF
-  representation = the sequence representation: the last column of the training forward pass
-  (SASRec, GRU4Rec; as LLM-ESR does, no second encoder run). BERT4Rec's training input hides items,
-  so its user is encoded from the unmasked training prefix followed by the mask token, i.e. exactly
-  what ``eval_input`` gives for the training history (one extra encoder pass).
+  representation = the sequence representation the backbone's objective gives: the last column of
+  the training forward pass for next-item backbones (SASRec, GRU4Rec; as LLM-ESR does, no second
+  encoder run). BERT4Rec's training input hides items, so its user is encoded from its
+  ``user_input``, the unmasked training prefix followed by the mask token, i.e. exactly what
+  ``eval_input`` gives for the training history (one extra encoder pass).
 * Semantic vectors: ``item_embeddings`` (N+1, d) and ``user_embeddings`` (U, d) of the semantic
   step (a user's prompt lists its training prefix only, so nothing leaks). The user term needs the
   batch's user ids; without them (``users=None``) only the item term is used.
@@ -32,10 +33,11 @@ How the graph-based method maps onto a sequential backbone (our choices):
   context, just as a masked graph node is rebuilt from its neighbours. So ``floor(ratio * n_real)``
   real input positions of the batch (at least one; the authors mask that share of the graph's nodes,
   uniformly) get the mask embedding; the encoder's output at each masked position reconstructs that
-  item's semantic vector, and the last column reconstructs the user's. For SASRec and GRU4Rec this
-  masked pass is also the recommendation pass (as in the authors' code, where BPR reads the masked
-  propagation); for BERT4Rec the masking is applied to the extra unmasked-prefix pass. The same item
-  masked at two positions is not counted as a negative of itself.
+  item's semantic vector, and the last column reconstructs the user's. Where the backbone's training
+  pass reads the users' input unchanged (``user_from_training_pass``: SASRec, GRU4Rec) this masked
+  pass is also the recommendation pass (as in the authors' code, where BPR reads the masked
+  propagation); otherwise (BERT4Rec) the masking is applied to an extra pass over the unmasked
+  prefix. The same item masked at two positions is not counted as a negative of itself.
 * MLPs as in the authors' code: Linear(in, (in + out) // 2) - LeakyReLU - Linear(.., out), Xavier
   weights (zero biases: ours); the mask embedding starts at zero. Note that at initialisation the
   alignment's gradient on the encoder exceeds the recommendation loss's (item rows start at std 0.02),
@@ -61,7 +63,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmesr.data.sequences import Sequences
-from llmesr.models.base import BackboneWrapper, WrapperConfig
+from llmesr.models.base import BackboneBuilder, BackboneWrapper, WrapperConfig
 from llmesr.semantic.artifacts import SemanticArtifacts
 
 # variant -> (weight, temperature): the authors' settings for their Amazon data (LightGCN configs).
@@ -70,7 +72,7 @@ VARIANT_DEFAULTS = {"con": (0.01, 0.2), "gen": (0.1, 0.5)}
 
 @dataclass
 class RLMRecConfig(WrapperConfig):
-    # The width of the LLM vectors, set from the artifacts by for_training.
+    # Width of the LLM vectors; set from the artifacts by for_training.
     semantic_dim: int = field(default=384, metadata={"derived": True})
     rlmrec_variant: str = "con"  # con | gen
     rlmrec_weight: float | None = None  # None = the variant's default
@@ -147,22 +149,28 @@ def _table(values: np.ndarray | None, rows: int | None, width: int, name: str) -
 class RLMRec(BackboneWrapper):
     config: RLMRecConfig
     needs_semantic = True
-    semantic_neighbours = None
 
     @classmethod
     def for_training(
-        cls, config: RLMRecConfig, train: Sequences, artifacts: SemanticArtifacts | None
+        cls,
+        config: RLMRecConfig,
+        train: Sequences,
+        artifacts: SemanticArtifacts | None,
+        build_backbone: BackboneBuilder | None = None,
     ) -> RLMRec:
         config = replace(config, semantic_dim=artifacts.semantic_dim)
-        return cls(config, artifacts.item_embeddings, artifacts.user_embeddings)
+        tables = artifacts.item_embeddings, artifacts.user_embeddings
+        return cls(config, *tables, build_backbone=build_backbone)
 
     def __init__(
         self,
         config: RLMRecConfig,
         item_semantic: np.ndarray | None = None,
         user_semantic: np.ndarray | None = None,
+        *,
+        build_backbone: BackboneBuilder | None = None,
     ) -> None:
-        super().__init__(config)
+        super().__init__(config, build_backbone)
         h, d = config.hidden_size, config.semantic_dim
         if config.rlmrec_variant == "con":
             self.to_cf = mlp(d, h)  # sigma_down: semantic -> CF space
@@ -195,12 +203,6 @@ class RLMRec(BackboneWrapper):
             return self._contrastive(batch, generator, users)
         return self._generative(batch, generator, users)
 
-    def bert_prefix(self, batch: torch.Tensor) -> torch.Tensor:
-        """BERT4Rec's unmasked training prefix + mask token: ``eval_input`` of the training history
-        (the batch holds its last ``max_len`` items; the mask token takes the last slot)."""
-        token = torch.full_like(batch[:, :1], self.backbone.mask_token)
-        return torch.cat([batch[:, -(self.config.max_len - 1) :], token], dim=1)
-
     def _user_ids(self, users: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(users), dtype=torch.long, device=self.user_semantic.device)
 
@@ -208,14 +210,9 @@ class RLMRec(BackboneWrapper):
         self, batch: torch.Tensor, generator: torch.Generator | None, users: np.ndarray | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         cfg, t = self.config, self.config.rlmrec_temperature
-        user_cf = None
-        if self.is_bert:
-            rec = self.backbone.loss(batch, generator)
-            if users is not None:  # the masked training input hides items: encode the plain prefix
-                user_cf = self.backbone.user_vectors(self.bert_prefix(batch))
-        else:
-            rec, hidden = self.backbone.next_item_loss(batch, generator)
-            user_cf = hidden[:, -1]  # the sequence representation, from the same forward pass
+        # The users' CF representation comes with the backbone's objective (the last column of
+        # its pass, or an extra pass over the plain prefix where the training input hides items).
+        rec, user_cf = self.backbone.objective(self.backbone, batch, generator, want_user=users is not None)
         ids = torch.unique(batch[batch > 0])  # distinct, so no item is a negative of itself
         if len(ids) > cfg.rlmrec_max_items:
             ids = ids[torch.randperm(len(ids), generator=generator)[: cfg.rlmrec_max_items].to(ids.device)]
@@ -225,36 +222,34 @@ class RLMRec(BackboneWrapper):
         return rec, align
 
     def masked_hidden(self, seq: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
-        """Backbone outputs of ``seq`` with the ``chosen`` positions' embeddings replaced by the mask
-        embedding (BERT4Rec's output transform applied, so the rows live where items are scored)."""
+        """Backbone output states of ``seq`` with the ``chosen`` positions' embeddings replaced by the
+        mask embedding (through the backbone's ``output``, so the rows live where items are scored)."""
         mask = seq > 0
         vectors = self.backbone.item_emb(seq)
         vectors = torch.where(chosen.unsqueeze(-1), self.mask_emb.to(vectors.dtype), vectors)
         hidden = self.backbone.encode(self.backbone.embed(vectors, mask), mask)
-        return self.backbone.head(hidden) if self.is_bert else hidden
+        return self.backbone.output(hidden)
+
+    def _masked_pass(
+        self, batch: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(users' input, masked positions, masked output states) of a training batch."""
+        seq = self.backbone.user_input(batch)
+        real = (seq > 0) & (seq <= self.config.n_items)  # a query token (BERT4Rec's mask) is no item
+        chosen = choose_masked(real, self.config.rlmrec_mask_ratio, generator)
+        return seq, chosen, self.masked_hidden(seq, chosen)
 
     def _generative(
         self, batch: torch.Tensor, generator: torch.Generator | None, users: np.ndarray | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg = self.config
-        if self.is_bert:
-            rec = self.backbone.loss(batch, generator)
-            seq = self.bert_prefix(batch)
-            chosen = choose_masked(
-                (seq > 0) & (seq != self.backbone.mask_token), cfg.rlmrec_mask_ratio, generator
-            )
-            hidden = self.masked_hidden(seq, chosen)
-        else:
+        if self.backbone.user_from_training_pass:
             # One masked pass serves both losses (the authors' BPR also reads the masked propagation).
-            seq, targets = batch[:, :-1], batch[:, 1:]
-            chosen = choose_masked(seq > 0, cfg.rlmrec_mask_ratio, generator)
-            hidden = self.masked_hidden(seq, chosen)
-            trained = (seq > 0) & (targets > 0)
-            rec = self.backbone.loss_at(
-                hidden[trained], targets[trained], batch, trained.nonzero()[:, 0], generator
-            )
-        align = self.reconstruction(hidden, seq, chosen, users)
-        return rec, align
+            seq, chosen, hidden = self._masked_pass(batch, generator)
+            rec = self.backbone.objective(self.backbone, batch, generator, hidden=hidden)[0]
+        else:  # the training input hides items: the masking goes into an extra pass over the prefix
+            rec = self.backbone.objective(self.backbone, batch, generator)[0]
+            seq, chosen, hidden = self._masked_pass(batch, generator)
+        return rec, self.reconstruction(hidden, seq, chosen, users)
 
     def reconstruction(
         self, hidden: torch.Tensor, seq: torch.Tensor, chosen: torch.Tensor, users: np.ndarray | None

@@ -330,7 +330,7 @@ class Bundle:
 
     def _check_can_add(self) -> None:
         """Refuse up front what no encoder call could fix."""
-        if self.meta["model"] != "llmesr" or not self.model.config.use_semantic:
+        if not self.model.cold_start_items or not self.model.config.use_semantic:
             model = self.meta["model"]
             raise ItemRefused(f"this bundle's model ({model}) has no semantic view for new items")
         identity = self.meta["encoder"].get("identity") or ""

@@ -40,7 +40,7 @@ def export_bundle(run: Path, out: Path) -> Path:
         "dataset": {"name": ds.name, "fingerprint": ds.fingerprint(), "n_items": ds.n_items},
         "encoder": {
             "spec": cfg.encoder,
-            "identity": encoder_identity(cfg, data) if cfg.model == "llmesr" else None,
+            "identity": encoder_identity(cfg, data) if model.cold_start_items else None,
             "item_template": cfg.item_template,
             "prompt_domain": cfg.prompt_domain,
         },
@@ -68,7 +68,7 @@ def id_start_map(cfg, data, model) -> np.ndarray | None:
     from llmesr.training.build import semantic_artifacts
 
     mcfg = model.config
-    if cfg.model != "llmesr" or not (mcfg.use_collaborative and mcfg.use_semantic) or mcfg.id_init != "pca":
+    if not (model.cold_start_items and mcfg.use_collaborative and mcfg.use_semantic) or mcfg.id_init != "pca":
         return None
     start = semantic_artifacts(cfg, data, mcfg.hidden_size, neighbours=0).item_pca[1:].astype(np.float64)
     emb = model.semantic.detach()[1 : mcfg.n_items + 1].double().numpy()

@@ -10,7 +10,7 @@ import torch
 
 from llmesr.checkpoint import init_from_run
 from llmesr.errors import ConfigError
-from llmesr.models import MODELS, SequentialRecommender, model_config
+from llmesr.models import MODELS, SequentialRecommender, for_training, model_config
 from llmesr.runs.data import RunData
 from llmesr.semantic.artifacts import SemanticArtifacts
 from llmesr.semantic.pipeline import embed_for_config, load_artifacts, load_semantic_dir
@@ -27,10 +27,9 @@ def create_model(cfg: Any, data: RunData) -> SequentialRecommender:
     cls = MODELS[cfg.model][0]
     art = None
     if cls.needs_semantic:
-        neighbours = getattr(mcfg, cls.semantic_neighbours) if cls.semantic_neighbours else 0
-        art = semantic_artifacts(cfg, data, mcfg.hidden_size, neighbours=neighbours)
+        art = semantic_artifacts(cfg, data, mcfg.hidden_size, neighbours=cls.similar_users_needed(mcfg))
     try:
-        return cls.for_training(mcfg, data.split.train, art)
+        return for_training(cfg.model, mcfg, data.split.train, art)
     except ConfigError:
         raise
     except ValueError as err:  # models refuse inputs that do not fit them (table shapes) this way
