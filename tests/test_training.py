@@ -156,3 +156,35 @@ def test_position_loss_weighting_trains_and_differs_from_batch_weighting(pattern
     assert position["test"] != batch["test"]
     with pytest.raises(ConfigError, match="loss_weighting"):
         Trainer(apply_overrides(cfg, {"loss_weighting": "items"}, "t"), data, tmp_path / "x").fit()
+
+
+def random_semantic_dir(data, folder):
+    """A semantic folder as ``llmesr embed --out`` writes it, with random vectors (no encoder)."""
+    import numpy as np
+
+    ds = data.dataset
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    np.save(folder / "item_embeddings.npy", rng.normal(size=(ds.n_items + 1, 24)).astype(np.float32))
+    np.save(folder / "item_pca.npy", rng.normal(size=(ds.n_items + 1, 16)).astype(np.float32))
+    np.save(folder / "user_embeddings.npy", rng.normal(size=(ds.n_users, 24)).astype(np.float32))
+    np.save(folder / "similar_users.npy", (np.arange(ds.n_users)[:, None] + np.arange(1, 4)) % ds.n_users)
+    made_for = {"name": ds.name, "fingerprint": ds.fingerprint(), "split": "leave_one_out"}
+    (folder / "manifest.json").write_text(json.dumps({"dataset": made_for, "encoder": "random"}))
+    return folder
+
+
+def test_llmesr_resumes_exactly_between_two_teacher_refreshes(patterned_dir, tmp_path):
+    """The cached teacher is rebuilt every 2 epochs: a run stopped after epoch 1 and resumed must
+    reuse the table of epoch 0 (it is in last.pt), not rebuild it from the epoch-1 weights."""
+    plain = config(patterned_dir)
+    sem = random_semantic_dir(prepare_data(plain), tmp_path / "sem")
+    llmesr = {"model": "llmesr", "semantic_dir": str(sem), "distill_users": 3, "teacher_refresh": 2}
+    whole = config(patterned_dir, **llmesr)
+    expected = Trainer(whole, prepare_data(whole), tmp_path / "whole").fit()
+    first = config(patterned_dir, **llmesr, epochs=1)
+    Trainer(first, prepare_data(first), tmp_path / "cut").fit()
+    resumed = Trainer(whole, prepare_data(whole), tmp_path / "cut").fit()
+    assert resumed["valid"] == expected["valid"] and resumed["test"] == expected["test"]
+    logs = [(tmp_path / run / "log.jsonl").read_text().splitlines() for run in ("whole", "cut")]
+    assert [json.loads(line)["loss"] for line in logs[0]] == [json.loads(line)["loss"] for line in logs[1]]

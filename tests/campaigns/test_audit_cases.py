@@ -47,6 +47,10 @@ AUDIT: list[tuple[str, Callable[[Env], list], str]] = [
         "holds a gru4rec model, but its run trained sasrec",
     ),
     ("unknown-model", lambda e: e.train("--model", "transformer9000"), "unknown model 'transformer9000'"),
+    ("teacher-refresh-zero", lambda e: e.llmesr("teacher_refresh", 0), "and teacher_refresh must be >= 1"),
+    ("distill-users-zero", lambda e: e.llmesr("distill_users", 0), "distill_users and teacher_refresh"),
+    ("distill-weight-negative", lambda e: e.llmesr("distill_weight", -1), "distill_weight must be >= 0"),
+    ("cross-heads-do-not-divide", lambda e: e.llmesr("cross_heads", 3), "cross_heads (3) must divide"),
     ("emb-all-zero", lambda e: e.emb(np.zeros((12, 16), np.float32)), "emb.npy: every embedding is zero"),
     (
         "sem-all-zero-items",

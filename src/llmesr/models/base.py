@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from llmesr.data.negatives import sample_negatives
 from llmesr.data.sequences import Sequences
-from llmesr.models.losses import get_loss, ranking_loss, sample_negatives
+from llmesr.models.losses import get_loss, ranking_loss
 from llmesr.models.transformer import Dropout
 from llmesr.semantic.artifacts import SemanticArtifacts
 
@@ -38,7 +39,8 @@ class BackboneConfig:
     max_len: int = 50
     hidden_size: int = 64
     dropout: float = 0.5
-    loss: str = "bce"
+    # Full softmax: the recommended objective (the paper's BCE with one negative is configs/*_paper.yaml).
+    loss: str = "ce"
     negatives: int = 1
     init_std: float = 0.02
     # "from_start": position 0 is each history's first item; "from_end": position 0 is its most
@@ -238,6 +240,14 @@ class SequentialRecommender(nn.Module):
         """Called by the trainer after each epoch's updates, before validation: models whose
         inference rows are derived from the trained weights (e.g. tail-item embeddings rebuilt
         from their contexts) recompute them here, into buffers, so checkpoints carry them."""
+
+    def training_state(self) -> dict[str, torch.Tensor]:
+        """State that training carries between epochs outside the weights (LLM-ESR's cached
+        teacher table); saved in ``last.pt`` so that a resumed run continues exactly."""
+        return {}
+
+    def load_training_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore what :meth:`training_state` returned."""
 
     def loss(
         self, batch: torch.Tensor, generator: torch.Generator | None = None, users: np.ndarray | None = None

@@ -70,6 +70,12 @@ class LLMESRConfig(WrapperConfig):
                 raise ValueError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
         if self.adapter_layers not in (1, 2):
             raise ValueError("adapter_layers must be 1 or 2")
+        if self.cross_heads < 1 or self.hidden_size % self.cross_heads:
+            raise ValueError(f"cross_heads ({self.cross_heads}) must divide hidden_size ({self.hidden_size})")
+        if self.distill_weight < 0 or self.distill_temperature <= 0:
+            raise ValueError("distill_weight must be >= 0 and distill_temperature > 0")
+        if self.distill_users < 1 or self.teacher_refresh < 1:
+            raise ValueError("distill_users and teacher_refresh must be >= 1")
 
 
 class CrossAttention(nn.Module):
@@ -255,6 +261,15 @@ class LLMESR(BackboneWrapper):
             table[rows] = self.user_repr(rows)
         self.teacher_table = table
         self.train(was_training)
+
+    def training_state(self) -> dict[str, torch.Tensor]:
+        # The cached teacher is refreshed every ``teacher_refresh`` epochs: a run resumed between
+        # two refreshes must keep the table it had, not rebuild one from later weights.
+        return {} if self.teacher_table is None else {"teacher_table": self.teacher_table.detach().cpu()}
+
+    def load_training_state(self, state: dict[str, torch.Tensor]) -> None:
+        table = state.get("teacher_table")
+        self.teacher_table = None if table is None else table.to(self.semantic.device)
 
     def teacher(self, users: np.ndarray) -> torch.Tensor:
         neighbours = self.similar[torch.as_tensor(users)]

@@ -120,6 +120,10 @@ class Trainer:
             raise CheckpointError(f"{last}: not a resumable checkpoint (no optimizer state)")
         state = TrainState.from_dict(ckpt.get("progress"), last)
         load_weights(self.model, ckpt["state_dict"], last)
+        model_state = ckpt.get("model_state", {})
+        if not isinstance(model_state, dict):
+            raise CheckpointError(f"{last}: damaged checkpoint (model_state is not a mapping)")
+        self.model.load_training_state(model_state)
         try:
             self.optimizer.load_state_dict(ckpt["optimizer"])
         except (ValueError, KeyError) as err:
@@ -213,7 +217,8 @@ class Trainer:
             if not self.dist.is_main:
                 continue
             self.folder.append_log(record)
-            self._save(RunFolder.LAST, {"optimizer": self.optimizer.state_dict(), "progress": asdict(state)})
+            extra = {"optimizer": self.optimizer.state_dict(), "progress": asdict(state)}
+            self._save(RunFolder.LAST, {**extra, "model_state": self.model.training_state()})
             v = record.get("valid", {})
             tqdm.write(
                 f"epoch {state.epoch}: loss {loss:.4f}  valid {cfg.select_metric} "
