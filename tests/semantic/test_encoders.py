@@ -517,3 +517,39 @@ def test_make_encoder_loading_failures_are_one_line(tmp_path: Path, prefix: str)
 def test_make_encoder_unknown_option() -> None:
     with pytest.raises(EncoderError, match=r"unknown option\(s\) polling .*accepted: pooling"):
         make_encoder("hf:/anywhere", polling="mean")
+
+
+# ---- the encoder contract: every entry of the encoder table, built from its spec
+
+
+def contract_encoder(name: str, server: EmbeddingServer) -> TextEncoder:
+    """Each registered encoder as a config would ask for it (a real model, a real local server)."""
+    from llmesr.semantic.encoder_table import make_encoder
+
+    specs: dict[str, tuple[str, dict[str, Any]]] = {
+        "minilm": ("minilm", {}),
+        "st": (f"st:{minilm_path()}", {}),
+        "hf": (f"hf:{minilm_path()}", {"pooling": "mean"}),
+        "openai": ("openai:all-MiniLM-L6-v2", {"base_url": server.url, "api_key_env": "LLMESR_TEST_KEY"}),
+    }
+    spec, options = specs[name]
+    return make_encoder(spec, **options)
+
+
+def test_every_registered_encoder_has_a_contract_case() -> None:
+    from llmesr.semantic.encoder_table import ENCODERS
+
+    assert set(ENCODERS) == {"minilm", "st", "hf", "openai"}, "add the new encoder to contract_encoder"
+
+
+@pytest.mark.parametrize("name", ["minilm", "st", "hf", "openai"])
+def test_encoder_contract(name: str, server: EmbeddingServer) -> None:
+    """One float32 row per text, finite, the same for the same text in any batch, and an identity
+    that two encoders built from the same spec share (the embedding cache keys on it)."""
+    encoder = contract_encoder(name, server)
+    vectors = encoder.encode(TITLES[:3])
+    assert vectors.dtype == np.float32 and vectors.shape == (3, encoder.dim)
+    assert np.isfinite(vectors).all() and np.abs(vectors).sum(axis=1).min() > 0
+    np.testing.assert_allclose(encoder.encode(TITLES[1:2]), vectors[1:2], atol=1e-5)
+    assert isinstance(encoder.identity, str) and encoder.identity
+    assert contract_encoder(name, server).identity == encoder.identity

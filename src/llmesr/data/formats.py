@@ -11,7 +11,7 @@ import io
 import itertools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,6 @@ import pandas as pd
 
 from llmesr.data.atomic import read_atomic, read_atomic_items
 from llmesr.data.parsing import (
-    FORMATS,
     PARQUET_SUFFIXES,
     SUPPORTED,
     TABLE_SEPARATORS,
@@ -255,6 +254,15 @@ def read_table(
 # ----------------------------------------------------------------------------------------------
 
 
+# Dataset format -> reader (path, options -> InteractionLog): a new format is one reader and one entry
+# (and a rule in detect_format when it can be told from the path).
+READERS: dict[str, Callable[..., InteractionLog]] = {
+    "sequences": read_sequences_dir,
+    "atomic": read_atomic,
+    "table": read_table,
+}
+
+
 def detect_format(path: Path) -> str:
     if path.is_dir():
         if (path / "sequences.txt").is_file():
@@ -284,16 +292,12 @@ def read_dataset(path: str | Path, *, format: str = "auto", **table_kwargs: Any)
     silently ignored.
     """
     path = Path(path)
-    if format != "auto" and format not in FORMATS:
-        raise DataFormatError(f"unknown dataset format {format!r}; expected 'auto' or one of {list(FORMATS)}")
+    if format != "auto" and format not in READERS:
+        raise DataFormatError(f"unknown dataset format {format!r}; expected 'auto' or one of {list(READERS)}")
     if not path.exists():
         raise DataFormatError(f"no such file or directory: {path}")
     if format == "auto":
         format = detect_format(path)
     if table_kwargs and format != "table":
         raise TypeError(f"options {sorted(table_kwargs)} only apply to format='table', not {format!r}")
-    if format == "sequences":
-        return read_sequences_dir(path)
-    if format == "atomic":
-        return read_atomic(path)
-    return read_table(path, **table_kwargs)
+    return READERS[format](path, **table_kwargs)

@@ -41,7 +41,6 @@ class InteractionLog:
 TABLE_SEPARATORS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
 PARQUET_SUFFIXES = (".parquet", ".pq")
 ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
-FORMATS = ("sequences", "atomic", "table")
 SUPPORTED = (
     "a directory holding sequences.txt (and optionally items.jsonl); "
     "a directory holding one RecBole <name>.inter (and optionally <name>.item), or the .inter file; "
