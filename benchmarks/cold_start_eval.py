@@ -62,8 +62,8 @@ def main() -> None:
     args = p.parse_args()
     run = RunFolder(args.run).load()
     cfg, data, model = run.config, run.data, run.model
-    if cfg.model != "llmesr":
-        raise SystemExit("cold start needs an LLM-ESR run (a semantic view)")
+    if not model.cold_start_items:
+        raise SystemExit(f"cold start needs a model with a semantic view for new items, not {cfg.model}")
     split = data.split.valid if args.split == "valid" else data.split.test
     table, h = model.fused_item_table(), model.config.hidden_size
     rng = np.random.default_rng(args.seed)

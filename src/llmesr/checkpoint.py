@@ -104,7 +104,7 @@ def init_from_run(model: torch.nn.Module, model_name: str, source: Path, fingerp
         raise CheckpointError(f"init_from: no finished run at {source} ({path} is missing)")
     ckpt = load_checkpoint(path, fingerprint=fingerprint)
     stored = checkpoint_model_config(path, ckpt).to_dict()
-    backbone = getattr(model, "backbone", None)
+    backbone = model.backbone if model.wraps_backbone else None
     if ckpt["model"] == model_name and stored == model.config.to_dict():
         load_weights(model, ckpt["state_dict"], path)
         return f"all weights from {path}"

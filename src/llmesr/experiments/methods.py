@@ -33,9 +33,23 @@ from llmesr.models import MODELS
 from llmesr.models.base import WrapperConfig
 from llmesr.runs import RunData, RunFolder, prepare_data
 
+# The method the report is about: Table 1 tests it against the baselines, and ABLATIONS are its
+# switches. A setting of the report, not a capability of the model.
 OURS = "llmesr"
-NAMES = {"sasrec": "SASRec", "bert4rec": "BERT4Rec", "gru4rec": "GRU4Rec", "llminit": "LLMInit"}
-NAMES |= {"cities": "CITIES", "melt": "MELT", "rlmrec": "RLMRec", OURS: "LLM-ESR"}
+# Table 1's rows in the paper's order (backbones, then baselines, then ours); other models follow.
+PAPER_ORDER = ("sasrec", "bert4rec", "gru4rec", "llminit", "cities", "melt", "rlmrec", OURS)
+
+
+def display_name(model: str) -> str:
+    """How tables name a model: its class's ``display_name``, else its registry name."""
+    cls = MODELS[model][0] if model in MODELS else None
+    return (cls.display_name if cls else "") or model
+
+
+def display_names() -> dict[str, str]:
+    """Registered model -> display name, in Table 1's order."""
+    order = [*PAPER_ORDER, *(m for m in MODELS if m not in PAPER_ORDER)]
+    return {m: display_name(m) for m in order}
 # The data path is replaced by the dataset fingerprint; seeds are what a method averages over.
 IGNORED = {*keys_with(SEED), *keys_with(RUNTIME), *keys_with(REPORT), "data"}
 ABLATIONS = {  # switch -> (ablated value, row label), in the paper's order
@@ -102,7 +116,7 @@ class Method:
 
     @property
     def name(self) -> str:
-        return NAMES.get(self.model, self.model)
+        return display_name(self.model)
 
 
 def find_runs(root: Path) -> list[Path]:

@@ -38,11 +38,11 @@ from llmesr.experiments.compare import bar_chart, compare
 from llmesr.experiments.document import Figure, Heading, Note, Part, Table, write_report
 from llmesr.experiments.methods import (
     ABLATIONS,
-    NAMES,
     OURS,
     DataCache,
     DataUnavailable,
     Method,
+    display_names,
     find_runs,
     load_methods,
     ours_defaults,
@@ -73,7 +73,7 @@ def _protocol_name(protocol: str, methods: list[Method]) -> str:
 
 def _blocks(methods: list[Method]) -> dict[str, list[Method]]:
     """Table 1 methods by backbone, baselines first (in the paper's order), LLM-ESR last."""
-    order = list(NAMES)
+    order = list(display_names())
     rank = {m: i for i, m in enumerate(order)}
     blocks: dict[str, list[Method]] = defaultdict(list)
     for m in sorted(methods, key=lambda m: (rank.get(m.backbone, len(order)), m.backbone)):
@@ -119,7 +119,7 @@ def table1(methods: list[Method], alpha: float = 0.05) -> list[Part]:
         rows, tested = [], []
         for backbone, ms in blocks.items():
             means, best, pvalues = stats[backbone]
-            part, name = means.loc[protocol], NAMES.get(backbone, backbone)
+            part, name = means.loc[protocol], display_names().get(backbone, backbone)
             if protocol in best:
                 tested.append(f"{name}: against {best[protocol]}")
             for m in ms:
@@ -174,7 +174,7 @@ def ablation(methods: list[Method], out: Path, alpha: float = 0.05) -> list[Part
         runs = {reference: base.runs, **{label: m.runs for label, m in variants}}
         frame = compare(runs, METRICS)
         index = frame.set_index(INDEX)
-        title = f"{base.label} on {NAMES.get(base.backbone, base.backbone)}"
+        title = f"{base.label} on {display_names().get(base.backbone, base.backbone)}"
         for protocol in dict.fromkeys(frame.protocol):
             header = ["variant"] + [f"{GROUP_NAMES[g]} {m}" for g in groups for m in ("NDCG@10", "HR@10")]
             rows = []
@@ -217,7 +217,7 @@ def sensitivity(methods: list[Method], out: Path) -> list[Part]:
             base = points.get(defaults[key], points[values[0]])
             frame = compare({value_text(v): points[v].runs for v in values}, ("NDCG@10",))
             frame["value"] = frame.method.map({value_text(v): v for v in values})
-            title = f"{axis}, {NAMES.get(base.backbone, base.backbone)} backbone"
+            title = f"{axis}, {display_names().get(base.backbone, base.backbone)} backbone"
             path = out / f"sensitivity_{key}_{base.backbone}_{drawn + 1}.png"
             sensitivity_plot(frame, axis, path)
             index = frame.set_index(["protocol", "value", "group"])
@@ -291,7 +291,7 @@ def group_charts(methods: list[Method], cache: DataCache, split: str, out: Path)
                             {"method": m.label, "protocol": protocol, "kind": kind, "bin": label}
                             | {"mean": per_seed[:, b].mean(), "sd": sd[b]}
                         )
-        name = NAMES.get(backbone, backbone)
+        name = display_names().get(backbone, backbone)
         path = out / f"groups_{backbone}.png"
         group_bars(pd.DataFrame(rows), path, name)
         caption = f"{name} backbone: NDCG@10 per quantile group ({BINS} bins; users per bin in brackets)"

@@ -129,6 +129,7 @@ class SequentialRecommender(nn.Module):
     # Whether a bundle of this model can add items after training from their text alone (a
     # semantic view over the encoder's embeddings); the export then records the encoder's identity.
     cold_start_items: ClassVar[bool] = False
+    display_name: ClassVar[str] = ""  # how tables and reports name the model ("" = its registry name)
     # Whether the model is a method around a backbone (see BackboneWrapper) rather than a backbone.
     wraps_backbone: ClassVar[bool] = False
     # Backbone constants, described in the class docstring.

@@ -51,6 +51,7 @@ def mask_items(
 
 class BERT4Rec(SequentialRecommender):
     config: BERT4RecConfig
+    display_name = "BERT4Rec"
     extra_item_rows = 1  # the mask token, never scored as an answer
     bidirectional = True
     user_from_training_pass = False  # the masked training input hides items

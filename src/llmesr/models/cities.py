@@ -138,6 +138,7 @@ def context_windows(
 
 class CITIES(BackboneWrapper):
     config: CITIESConfig
+    display_name = "CITIES"
     needs_semantic = False
 
     def __init__(self, config: CITIESConfig, *, build_backbone: BackboneBuilder | None = None) -> None:

@@ -55,6 +55,7 @@ class GRUEncoder(nn.Module):
 
 class GRU4Rec(SequentialRecommender):
     config: GRU4RecConfig
+    display_name = "GRU4Rec"
     uses_positions = False  # a recurrent encoder already knows the order
 
     def __init__(self, config: GRU4RecConfig) -> None:

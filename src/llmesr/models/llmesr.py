@@ -114,6 +114,7 @@ class LinearAdapter(nn.Sequential):
 
 class LLMESR(BackboneWrapper):
     config: LLMESRConfig
+    display_name = "LLM-ESR"
     needs_semantic = True
     cold_start_items = True  # the semantic view scores a new item from its text embedding alone
 

@@ -25,6 +25,7 @@ class LLMInitConfig(WrapperConfig):
 
 class LLMInit(BackboneWrapper):
     config: LLMInitConfig
+    display_name = "LLMInit"
     needs_semantic = True
 
     @classmethod

@@ -149,6 +149,7 @@ class ItemContexts:
 
 class MELT(BackboneWrapper):
     config: MELTConfig
+    display_name = "MELT"
     needs_semantic = False
 
     def __init__(self, config: MELTConfig, *, build_backbone: BackboneBuilder | None = None) -> None:

@@ -148,6 +148,7 @@ def _table(values: np.ndarray | None, rows: int | None, width: int, name: str) -
 
 class RLMRec(BackboneWrapper):
     config: RLMRecConfig
+    display_name = "RLMRec"
     needs_semantic = True
 
     @classmethod

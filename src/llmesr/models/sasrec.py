@@ -26,6 +26,7 @@ class SASRecConfig(BackboneConfig):
 
 class SASRec(SequentialRecommender):
     config: SASRecConfig
+    display_name = "SASRec"
 
     def __init__(self, config: SASRecConfig) -> None:
         super().__init__(config)
