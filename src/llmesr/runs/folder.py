@@ -98,7 +98,7 @@ class RunFolder:
 
     def require_weights(self) -> None:
         if not self.file(self.BEST).exists():
-            raise ConfigError(f"{self.path} has no {self.BEST}: not a trained run folder (or copied without weights)")
+            raise ConfigError(f"{self.path} has no {self.BEST}: not a trained run (or copied without weights)")
 
     # ---- reading ------------------------------------------------------------------------------
     def config_values(self) -> dict[str, Any]:
@@ -123,7 +123,8 @@ class RunFolder:
 
     def load_best_model(self, cfg: Any, data: RunData) -> SequentialRecommender:
         self.require_weights()
-        return model_from_checkpoint(self.file(self.BEST), data.dataset.fingerprint(), expected_model=cfg.model)
+        best = self.file(self.BEST)
+        return model_from_checkpoint(best, data.dataset.fingerprint(), expected_model=cfg.model)
 
     def load(self, overrides: list[str] = (), allowed: tuple[str, ...] | None = None) -> LoadedRun:
         """Config, data and best model of a finished run: what evaluate, recommend and export use."""
@@ -214,7 +215,9 @@ class RunFolder:
     def append_log(self, record: dict[str, Any]) -> None:
         append_jsonl(self.file(self.LOG), record)
 
-    def write_results(self, metrics: dict, rank_arrays: dict[str, np.ndarray], item_table: np.ndarray) -> None:
+    def write_results(
+        self, metrics: dict, rank_arrays: dict[str, np.ndarray], item_table: np.ndarray
+    ) -> None:
         # Serving table: scores are [user_vector, 1] @ item_table.T (see fused_item_table).
         atomic_save_npy(self.file(self.ITEM_TABLE), item_table)
         atomic_save_npz(self.file(self.RANKS), rank_arrays)
