@@ -98,7 +98,7 @@ class RunFolder:
 
     def require_weights(self) -> None:
         if not self.file(self.BEST).exists():
-            raise ConfigError(f"{self.path} has no {self.BEST}: not a trained run (or copied without weights)")
+            raise ConfigError(f"{self.path} has no {self.BEST}: not a trained run (or copied without it)")
 
     # ---- reading ------------------------------------------------------------------------------
     def config_values(self) -> dict[str, Any]:

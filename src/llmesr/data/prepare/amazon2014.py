@@ -16,7 +16,15 @@ from __future__ import annotations
 from typing import Any
 
 from llmesr.data.prepare.rawfile import decode_json_or_literal
-from llmesr.data.prepare.source import ReviewRow, Source, number, product_text, text_id
+from llmesr.data.prepare.source import (
+    PRODUCT_FIELDS,
+    ReviewRow,
+    Source,
+    keyed_by,
+    number,
+    product_text,
+    text_id,
+)
 
 
 def review(obj: dict[str, Any]) -> ReviewRow:
@@ -38,11 +46,9 @@ SOURCE = Source(
     review_files="reviews_<Category>_5.json.gz or reviews_<Category>.json.gz",
     meta_files="meta_<Category>.json.gz (Python dict literals)",
     user_field="reviewer_id",
-    item_field="asin",
-    meta_id_key="asin",
-    text_fields=("title", "brand", "categories", "description", "price"),
+    **keyed_by("asin"),
+    text_fields=PRODUCT_FIELDS,
     review=review,
-    item_id=lambda obj: text_id(obj, "asin"),
     item_text=item_text,
     decode_review=decode_json_or_literal,
     decode_meta=decode_json_or_literal,

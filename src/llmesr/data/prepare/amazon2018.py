@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from llmesr.data.prepare.amazon2014 import review
-from llmesr.data.prepare.source import Source, product_text, text_id
+from llmesr.data.prepare.source import PRODUCT_FIELDS, Source, keyed_by, product_text
 
 
 def item_text(obj: dict[str, Any]) -> dict[str, Any]:
@@ -28,10 +28,8 @@ SOURCE = Source(
     review_files="<Category>.json.gz or <Category>_5.json.gz",
     meta_files="meta_<Category>.json.gz",
     user_field="reviewer_id",
-    item_field="asin",
-    meta_id_key="asin",
-    text_fields=("title", "brand", "categories", "description", "price"),
+    **keyed_by("asin"),
+    text_fields=PRODUCT_FIELDS,
     review=review,
-    item_id=lambda obj: text_id(obj, "asin"),
     item_text=item_text,
 )

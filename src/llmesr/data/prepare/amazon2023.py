@@ -14,7 +14,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmesr.data.prepare.source import ReviewRow, Source, number, product_text, text_id
+from llmesr.data.prepare.source import (
+    PRODUCT_FIELDS,
+    ReviewRow,
+    Source,
+    keyed_by,
+    number,
+    product_text,
+    text_id,
+)
 
 
 def review(obj: dict[str, Any]) -> ReviewRow:
@@ -32,10 +40,8 @@ SOURCE = Source(
     review_files="<Category>.jsonl.gz",
     meta_files="meta_<Category>.jsonl.gz",
     user_field="reviewer_id",
-    item_field="parent_asin",
-    meta_id_key="parent_asin",
-    text_fields=("title", "brand", "categories", "description", "price"),
+    **keyed_by("parent_asin"),
+    text_fields=PRODUCT_FIELDS,
     review=review,
-    item_id=lambda obj: text_id(obj, "parent_asin"),
     item_text=item_text,
 )

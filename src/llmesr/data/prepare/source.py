@@ -60,6 +60,14 @@ def text_id(obj: dict[str, Any], key: str) -> str:
     return str(value)
 
 
+PRODUCT_FIELDS = ("title", "brand", "categories", "description", "price")
+
+
+def keyed_by(key: str) -> dict[str, Any]:
+    """The item-id settings of a source whose reviews and metadata both name items by ``key``."""
+    return {"item_field": key, "meta_id_key": key, "item_id": lambda obj: text_id(obj, key)}
+
+
 def number(obj: dict[str, Any], key: str) -> float:
     """A required finite number (a numeric string is accepted)."""
     if key not in obj:

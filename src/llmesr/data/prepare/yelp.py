@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from llmesr.data.prepare.source import ReviewRow, Source, number, text_id
+from llmesr.data.prepare.source import ReviewRow, Source, keyed_by, number, text_id
 from llmesr.data.prepare.text import clean_list, clean_text
 
 
@@ -45,10 +45,8 @@ SOURCE = Source(
     review_files="yelp_academic_dataset_review.json",
     meta_files="yelp_academic_dataset_business.json",
     user_field="yelp_user_id",
-    item_field="business_id",
-    meta_id_key="business_id",
+    **keyed_by("business_id"),
     text_fields=("title", "categories"),
     review=review,
-    item_id=lambda obj: text_id(obj, "business_id"),
     item_text=item_text,
 )
