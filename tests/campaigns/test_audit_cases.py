@@ -101,3 +101,23 @@ def test_lr_in_yaml_exponent_form_trains(base, tmp_path, capsys):
 def test_template_with_braces_from_the_command_line_trains(base, tmp_path, capsys):
     code, err = run_case(Env(base, tmp_path).train("--set", "item_template={title} by {brand}"), capsys)
     assert code == 0, err
+
+
+def test_every_model_field_is_a_setting_and_reaches_the_model():
+    """Model settings are read from the model configs: a field no hand-kept list names
+    (``distill_temperature``) is settable with --set and arrives in the model's config."""
+    from llmesr.config import resolve_config
+    from llmesr.models import model_config
+
+    cfg = resolve_config(overrides=["model=llmesr", "distill_temperature=0.2", "distill_loss=contrastive"])
+    mcfg = model_config(cfg.model, {"n_items": 5, **cfg.model_settings()})
+    assert (mcfg.distill_temperature, mcfg.distill_loss) == (0.2, "contrastive")
+
+
+def test_the_bare_defaults_are_the_recommended_settings():
+    from llmesr.config import resolve_config
+    from llmesr.models import model_config
+
+    cfg = resolve_config(model="llmesr")
+    mcfg = model_config(cfg.model, {"n_items": 5, **cfg.model_settings()})
+    assert (mcfg.loss, cfg.batch_size, mcfg.hidden_size, mcfg.max_len, cfg.lr) == ("ce", 256, 64, 50, 1e-3)
