@@ -196,7 +196,7 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     return value
 
 
-def load_matrix(path: Path, what: str, kinds: str = "f") -> np.ndarray:
+def load_matrix(path: Path, what: str = "float matrix", kinds: str = "f") -> np.ndarray:
     """A 2-D ``.npy`` matrix whose dtype kind is in ``kinds`` (``"f"`` floats, ``"iu"`` integers),
     with no NaN or Inf; a missing, truncated, pickled or wrongly shaped file is a one-line
     :class:`ConfigError` naming it."""
@@ -207,11 +207,11 @@ def load_matrix(path: Path, what: str, kinds: str = "f") -> np.ndarray:
         matrix = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         detail = " ".join(str(err).split())[:200]
-        raise ConfigError(f"{path}: unreadable .npy file ({detail})") from None
-    if matrix.dtype.kind not in kinds or matrix.ndim != 2:
-        raise ConfigError(f"{path}: expected a 2-D {what}, found dtype {matrix.dtype}, shape {matrix.shape}")
-    if matrix.dtype.kind == "f" and not np.isfinite(matrix).all():
-        raise ConfigError(f"{path}: the {what} contains NaN or Inf")
+        raise ConfigError(f"{path}: unreadable .npy file ({type(err).__name__}: {detail})") from None
+    finite = matrix.dtype.kind != "f" or np.isfinite(matrix).all()
+    if matrix.dtype.kind not in kinds or matrix.ndim != 2 or not finite:
+        found = f"dtype {matrix.dtype}, shape {matrix.shape}"
+        raise ConfigError(f"{path}: expected a finite {what}, found {found}")
     return matrix
 
 

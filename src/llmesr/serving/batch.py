@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from llmesr.checkpoint import first_line
-from llmesr.config import ConfigError
 from llmesr.data.parsing import read_text, to_float
+from llmesr.errors import ConfigError
 from llmesr.io import atomic_write_parquet, atomic_write_text
 from llmesr.serving.bundle import Bundle
 

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from llmesr.checkpoint import CheckpointError, first_line, load_weights
-from llmesr.config import ConfigError, read_json
+from llmesr.errors import ConfigError
+from llmesr.io import load_matrix, read_json
 from llmesr.serving.catalogue import Catalogue, quoted
 from llmesr.serving.cold_start import DEFAULT_OPTIMISM, ColdItems, estimated_id_row
 
@@ -65,14 +66,8 @@ def _read_meta(path: Path) -> dict:
 
 
 def _load_matrix(path: Path) -> np.ndarray:
-    """A finite float matrix from a bundle's ``.npy`` file, as float32, or a BundleError naming it."""
-    try:
-        a = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:  # truncated, not .npy, or pickled objects
-        raise BundleError(f"{path}: unreadable .npy file ({first_line(err)})") from None
-    if a.dtype.kind != "f" or a.ndim != 2 or not np.isfinite(a).all():
-        raise BundleError(f"{path}: expected a finite float matrix, found dtype {a.dtype}, shape {a.shape}")
-    return a.astype(np.float32, copy=False)
+    """A finite float matrix from a bundle's ``.npy`` file, as float32 (io.load_matrix checks it)."""
+    return load_matrix(path).astype(np.float32, copy=False)
 
 
 def _read_items(path: Path) -> pd.DataFrame:

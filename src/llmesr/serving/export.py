@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llmesr.config import ConfigError
+from llmesr.errors import ConfigError
 from llmesr.io import atomic_save_npy, atomic_torch_save, atomic_write_parquet, atomic_write_text
 from llmesr.serving.bundle import FORMAT, PRECOMPUTED, BundleError
 
