@@ -19,10 +19,6 @@ from llmesr.runs import RunFolder, prepare_data, run_metrics, top_k_frame
 EVALUATION_OVERRIDES = (*keys_with(section="eval"), *keys_with(REPORT), *keys_with(RUNTIME))
 
 
-def check_out(path: Path | None, folder: bool, flag: str = "--out") -> None:
-    check_writable(path, folder, flag)
-
-
 def warn(message: str) -> None:
     logging.getLogger("llmesr").warning(message)
 
@@ -34,9 +30,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.config, args.overrides, warn=warn, data=args.data, model=args.model, epochs=args.epochs,
         seed=args.seed,
     )
-    check_out(args.out, folder=True)
+    check_writable(args.out, folder=True)
     if cfg.cache_dir:
-        check_out(Path(cfg.cache_dir), folder=True, flag="cache_dir")
+        check_writable(Path(cfg.cache_dir), folder=True, flag="cache_dir")
     metrics = train_run(cfg, prepare_data(cfg), args.out)  # bad data fails before anything is written
     if metrics is not None:
         for split in EVAL_SPLITS:
@@ -48,9 +44,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from llmesr.semantic.pipeline import embed_for_config
 
     cfg = resolve_config(args.config, args.overrides, warn=warn, data=args.data)
-    check_out(args.out, folder=True)
+    check_writable(args.out, folder=True)
     if cfg.cache_dir:
-        check_out(Path(cfg.cache_dir), folder=True, flag="cache_dir")
+        check_writable(Path(cfg.cache_dir), folder=True, flag="cache_dir")
     data = prepare_data(cfg)
     t0 = time.perf_counter()
     out, manifest = embed_for_config(cfg, data.dataset, data.split, args.out)
@@ -64,7 +60,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    check_out(args.out, folder=False)
+    check_writable(args.out, folder=False)
     run = RunFolder(args.run).load(args.overrides, allowed=EVALUATION_OVERRIDES)
     metrics = run_metrics(run.model, run.data, run.config)
     if args.out:
@@ -87,9 +83,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from llmesr.serving import export_bundle
 
-    RunFolder(args.run).require_finished()
-    RunFolder(args.run).require_weights()
-    check_out(args.out, folder=True)
+    check_writable(args.out, folder=True)
     if args.out.is_dir() and any(args.out.iterdir()) and not (args.out / "bundle.json").exists():
         raise ConfigError(f"--out {args.out} holds other files and no bundle.json; give a new folder")
     out = export_bundle(args.run, args.out)
@@ -124,7 +118,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_recommend(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise ConfigError("--k must be at least 1")
-    check_out(args.out, folder=False)
+    check_writable(args.out, folder=False)
     if (args.run / "bundle.json").exists():
         from llmesr.serving.batch import recommend_from_bundle, write_frame
 
@@ -168,7 +162,7 @@ def parse_methods(specs: list[str]) -> dict[str, list[Path]]:
 def cmd_compare(args: argparse.Namespace) -> int:
     from llmesr.experiments.compare import RunRanks, compare, comparison_text, write_comparison
 
-    check_out(args.out, folder=True)
+    check_writable(args.out, folder=True)
     methods = {
         label: [RunRanks.load(run, args.split, args.groups) for run in runs]
         for label, runs in parse_methods(args.methods).items()
@@ -185,7 +179,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from llmesr.experiments.report import build_report
 
-    check_out(args.out, folder=True)
+    check_writable(args.out, folder=True)
     out = build_report(args.runs_dir, args.out, args.split, args.groups, args.baseline_free)
     print(f"wrote {out}/report.md, report.html and the figures")
     return 0
@@ -217,6 +211,6 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_data_stats(args: argparse.Namespace) -> int:
     from llmesr.data.stats import describe_dataset
 
-    check_out(args.out, folder=True)
+    check_writable(args.out, folder=True)
     print(describe_dataset(args.dataset, args.out))
     return 0

@@ -91,6 +91,7 @@ def load_grid(path: Path) -> tuple[list[GridRun], Path]:
     when = _conditions(spec.get("when") or {}, grid, path)
     runs = []
     keys = list(grid)
+    presets = resolve_config(configs)  # what the config files alone set (which model, for one)
     for values in itertools.product(*(grid[k] for k in keys)):
         settings = dict(zip(keys, values, strict=True))
         chosen = dict(fixed)
@@ -99,7 +100,7 @@ def load_grid(path: Path) -> tuple[list[GridRun], Path]:
                 chosen.update(extra)
         chosen = {k: _fill(v, settings, out, path) for k, v in chosen.items()}
         overrides = {**chosen, **settings}
-        model = apply_overrides(resolve_config(configs), overrides, f"{path}: grid run {settings}")
+        model = apply_overrides(presets, overrides, f"{path}: grid run {settings}")
         unread = set(inapplicable(model, set(overrides)))
         overrides = {k: v for k, v in overrides.items() if k not in unread}
         sets = [f"{k}={_text(v)}" for k, v in overrides.items()]

@@ -129,6 +129,7 @@ class RunFolder:
     def load(self, overrides: list[str] = (), allowed: tuple[str, ...] | None = None) -> LoadedRun:
         """Config, data and best model of a finished run: what evaluate, recommend and export use."""
         self.require_finished()
+        self.require_weights()  # before the data is prepared: a run without weights fails at once
         cfg = self.load_config(overrides, allowed)
         data = prepare_data(cfg)
         return LoadedRun(cfg, data, self.load_best_model(cfg, data))
