@@ -304,8 +304,7 @@ def resolve_config(
     config = apply_overrides(config, given, "command line")
     sets = parse_set(list(overrides))
     config = apply_overrides(config, sets, "--set")
-    if config.model not in MODELS:
-        raise ConfigError(f"unknown model {config.model!r}: choose one of {', '.join(MODELS)}")
+    validate(config)  # the model config ignores settings it does not read; they are judged below
     refused = inapplicable(config, set(given) | set(sets))
     if refused:
         raise ConfigError(
@@ -315,6 +314,4 @@ def resolve_config(
     dropped = inapplicable(config, from_files)
     if dropped and warn is not None:
         warn(f"config files: {', '.join(dropped)} ignored: model {config.model!r} does not read them")
-    config = dataclasses.replace(config, **{k: None for k in dropped})
-    validate(config)
-    return config
+    return dataclasses.replace(config, **{k: None for k in dropped})
