@@ -112,6 +112,8 @@ class _DeclaredSettings:
     encoder_device: str = setting("cpu", "semantic", RUNTIME)
     encoder_batch_size: int | None = setting(None, "semantic", RUNTIME, at_least(1))
     encoder_pooling: str | None = setting(None, "semantic")  # hf: mean | last
+    # minilm / st: eager PyTorch, or ONNX Runtime in float32 or int8 (the `fast` extra)
+    encoder_backend: str = setting("torch", "semantic", check=one_of("torch", "onnx", "onnx-int8"))
     encoder_url: str | None = setting(None, "semantic")  # openai: base URL of an OpenAI-compatible server
     encoder_api_key_env: str | None = setting(None, "semantic")  # openai: variable holding the key
     item_embeddings_file: str | None = setting(None, "semantic")  # precomputed item embeddings instead

@@ -220,7 +220,17 @@ def encoder_options(cfg) -> dict:
         options["base_url"] = cfg.encoder_url
     if cfg.encoder_api_key_env:
         options["api_key_env"] = cfg.encoder_api_key_env
+    if cfg.encoder_backend != "torch":
+        if spec not in ("minilm", "st"):
+            raise ConfigError(f"encoder_backend {cfg.encoder_backend} serves minilm and st: only, not {spec}")
+        options["backend"] = cfg.encoder_backend
+        options["onnx_dir"] = str(cache_root(cfg) / "onnx")
     return options
+
+
+def cache_root(cfg) -> Path:
+    """Where the semantic step of ``cfg`` keeps its caches."""
+    return Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root()
 
 
 def settings_from_config(cfg, pca_dim: int) -> SemanticSettings:
@@ -269,7 +279,7 @@ def embed_for_config(
     # A bad precomputed file fails before the encoder (possibly a large LLM) is loaded.
     items = load_item_embeddings(settings, dataset) if settings.item_embeddings_file else None
     encoder = make_encoder(cfg.encoder, **encoder_options(cfg))
-    root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root()
+    root = cache_root(cfg)
     folder = out_dir or artifact_dir(root, dataset, split, encoder, settings)
     manifest = run_semantic_step(
         dataset, split, encoder, settings, folder, root / "embeddings", cfg.progress, item_embeddings=items
