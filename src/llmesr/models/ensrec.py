@@ -51,8 +51,9 @@ class EnsRecConfig(WrapperConfig):
     ensrec_alpha: float = 0.5  # the ID member's weight; the text member's is 1 - alpha
     ensrec_tau: float = 100.0
     # Finished runs to take the members from (both or neither): the plain backbone, and textrec.
-    ensrec_id_run: str | None = None
-    ensrec_text_run: str | None = None
+    # ``run``: a run folder, so reports group seeds by whether it is set, not by the path.
+    ensrec_id_run: str | None = field(default=None, metadata={"run": True})
+    ensrec_text_run: str | None = field(default=None, metadata={"run": True})
 
     def __post_init__(self) -> None:
         super().__post_init__()
