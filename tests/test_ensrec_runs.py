@@ -89,3 +89,12 @@ def test_member_runs_that_do_not_fit_are_refused(runs, capsys):
     assert train(runs, "ensrec", "bad4", 1, "--set", id_run, "--set", f"ensrec_text_run={runs / 'none'}") == 2
     err = capsys.readouterr().err
     assert "ensrec_text_run: " in err and "is not a run folder" in err
+
+
+def test_reports_group_ensembles_by_whether_member_runs_are_set_not_by_their_paths():
+    from llmesr.experiments.methods import normalise
+
+    seed1 = {"model": "ensrec", "seed": 1, "ensrec_id_run": "runs/id1", "ensrec_text_run": "runs/text1"}
+    seed2 = {"model": "ensrec", "seed": 2, "ensrec_id_run": "runs/id2", "ensrec_text_run": "runs/text2"}
+    assert normalise(seed1) == normalise(seed2)
+    assert normalise(seed1) != normalise({"model": "ensrec", "seed": 1})
