@@ -166,17 +166,21 @@ class RecommenderBaseTestMixin:
         )
 
     def test_fused_item_table_gives_the_scores_in_one_product(self):
-        """The serving invariant: ``[user_vector, 1] @ fused_item_table().T`` are the scores of
-        ``score_all`` once the padding column is masked; sampled losses see the same rows."""
+        """The serving invariant: ``serving_scores(serving_users(seq), fused_item_table())`` are the
+        scores of ``score_all`` once the padding column is masked, and for a model with
+        ``one_product_scores`` that is ``[user_vector, 1] @ fused_item_table().T``; sampled losses
+        see the same rows as the item table."""
         model = self.make().eval()
         seq = model.eval_input(Sequences.from_lists([[1, 2, 3], [4, 5, 6, 7]]), np.arange(2))
         with torch.no_grad():
             table = model.fused_item_table()
-            assert table.shape == (N_ITEMS + 1, model.item_table().shape[1] + 1)
-            users = torch.cat([model.user_vectors(seq), torch.ones(2, 1)], dim=1)
-            fused = users @ table.T
-            fused[:, 0] = float("-inf")
-            torch.testing.assert_close(fused, model.score_all(seq), rtol=1e-5, atol=1e-5)
+            served = model.serving_scores(model.serving_users(seq), table)
+            served[:, 0] = float("-inf")
+            torch.testing.assert_close(served, model.score_all(seq), rtol=1e-5, atol=1e-5)
+            if model.one_product_scores:
+                assert table.shape == (N_ITEMS + 1, model.item_table().shape[1] + 1)
+                users = torch.cat([model.user_vectors(seq), torch.ones(2, 1)], dim=1)
+                torch.testing.assert_close(users @ table.T, model.serving_scores(users, table))
             ids = torch.tensor([[1, 5], [N_ITEMS, 2]])
             torch.testing.assert_close(model.item_vectors(ids), model.item_table()[ids])
 
@@ -243,5 +247,5 @@ def contract_classes(
 
 
 BUILT_IN_BACKBONES = ["sasrec", "bert4rec", "gru4rec"]
-BUILT_IN_WRAPPERS = ["llmesr", "llminit", "cities", "melt", "rlmrec"]
+BUILT_IN_WRAPPERS = ["llmesr", "llminit", "cities", "melt", "rlmrec", "textrec", "ensrec"]
 globals().update(contract_classes(BUILT_IN_BACKBONES + BUILT_IN_WRAPPERS, BUILT_IN_BACKBONES))

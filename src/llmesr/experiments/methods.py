@@ -38,6 +38,7 @@ from llmesr.runs import RunData, RunFolder, prepare_data
 OURS = "llmesr"
 # Table 1's rows in the paper's order (backbones, then baselines, then ours); other models follow.
 PAPER_ORDER = ("sasrec", "bert4rec", "gru4rec", "llminit", "cities", "melt", "rlmrec", OURS)
+PAPER_ORDER += ("textrec", "ensrec")  # EnsRec (arXiv 2512.17820) and its text member, after the paper's
 
 
 def display_name(model: str) -> str:
@@ -87,7 +88,8 @@ def normalise(values: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     for key, value in values.items():
         if key in IGNORED:
             continue
-        if key == "init_from":  # each seed starts from its own run: what counts is whether it did
+        # Each seed starts from (or is made of) its own runs: what counts is whether it did.
+        if key == "init_from" or (declared and key in declared and declared[key].metadata.get("run")):
             value = value is not None
         if key in MODEL_KEYS and declared is not None:
             if key not in declared:

@@ -21,12 +21,14 @@ from llmesr.data.sequences import Sequences
 from llmesr.models.base import BackboneConfig, BackboneWrapper, SequentialRecommender, WrapperConfig
 from llmesr.models.bert4rec import BERT4Rec, BERT4RecConfig
 from llmesr.models.cities import CITIES, CITIESConfig
+from llmesr.models.ensrec import EnsRec, EnsRecConfig
 from llmesr.models.gru4rec import GRU4Rec, GRU4RecConfig
 from llmesr.models.llmesr import LLMESR, LLMESRConfig
 from llmesr.models.llminit import LLMInit, LLMInitConfig
 from llmesr.models.melt import MELT, MELTConfig
 from llmesr.models.rlmrec import RLMRec, RLMRecConfig
 from llmesr.models.sasrec import SASRec, SASRecConfig
+from llmesr.models.textrec import TextRec, TextRecConfig
 from llmesr.semantic.artifacts import SemanticArtifacts
 
 MODELS: dict[str, tuple[type[SequentialRecommender], type[BackboneConfig]]] = {}
@@ -102,6 +104,8 @@ for _name, _cls, _config in (
     ("melt", MELT, MELTConfig),
     ("rlmrec", RLMRec, RLMRecConfig),
     ("cities", CITIES, CITIESConfig),
+    ("textrec", TextRec, TextRecConfig),
+    ("ensrec", EnsRec, EnsRecConfig),
 ):
     register(_name, _cls, _config)
 
@@ -127,6 +131,10 @@ __all__ = [
     "RLMRecConfig",
     "CITIES",
     "CITIESConfig",
+    "EnsRec",
+    "EnsRecConfig",
+    "TextRec",
+    "TextRecConfig",
     "backbones",
     "build_backbone",
     "build_model",

@@ -118,7 +118,8 @@ class SequentialRecommender(nn.Module):
       users come with it and a caller may hand the objective that pass's states.
 
     Capabilities the trainer and the server read (flags and methods, never model names):
-    ``needs_semantic``, :meth:`similar_users_needed`, ``cold_start_items``, ``wraps_backbone``.
+    ``needs_semantic``, :meth:`similar_users_needed`, ``cold_start_items``, ``wraps_backbone``,
+    ``one_product_scores``, :meth:`finished_members`.
     """
 
     config: BackboneConfig
@@ -132,6 +133,9 @@ class SequentialRecommender(nn.Module):
     display_name: ClassVar[str] = ""  # how tables and reports name the model ("" = its registry name)
     # Whether the model is a method around a backbone (see BackboneWrapper) rather than a backbone.
     wraps_backbone: ClassVar[bool] = False
+    # Whether ``serving_scores`` is one inner product of serving rows (an inner-product index may
+    # then replace it); false for EnsRec, whose scores fuse two products non-linearly.
+    one_product_scores: ClassVar[bool] = True
     # Backbone constants, described in the class docstring.
     extra_item_rows: ClassVar[int] = 0
     bidirectional: ClassVar[bool] = False
@@ -211,6 +215,16 @@ class SequentialRecommender(nn.Module):
         """(B, d) representation of each (left-padded) history: the last position's output."""
         return self.output(self.hidden_states(seq)[:, -1])
 
+    def serving_users(self, seq: torch.Tensor) -> torch.Tensor:
+        """The rows that meet :meth:`fused_item_table` in :meth:`serving_scores`: ``[user_vector, 1]``."""
+        users = self.user_vectors(seq)
+        return torch.cat([users, torch.ones(len(users), 1, device=users.device, dtype=users.dtype)], 1)
+
+    def serving_scores(self, users: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """:meth:`score_all` from ``serving_users`` rows and ``fused_item_table`` rows (column 0 is
+        left to the caller): one matrix product unless ``one_product_scores`` is false."""
+        return users @ table.T
+
     def score_all(self, seq: torch.Tensor) -> torch.Tensor:
         """(B, n_items + 1) scores; column 0 (padding) is -inf so it can never be recommended."""
         scores = self.user_vectors(seq) @ self.item_table().T
@@ -234,6 +248,12 @@ class SequentialRecommender(nn.Module):
         return batch[:, :-1]
 
     # ---- training ---------------------------------------------------------------------------
+    def finished_members(self) -> dict[str, tuple[str, SequentialRecommender]]:
+        """Parts of the model that come from finished runs, by the setting that names the run:
+        setting -> (run folder, part). The training layer loads each run's best weights into its
+        part after checking them, and freezes it; nothing by default (EnsRec's two members)."""
+        return {}
+
     def start_epoch(self, epoch: int) -> None:
         """Called by the trainer before each epoch (LLM-ESR refreshes its cached teacher here)."""
 

@@ -1,5 +1,6 @@
-"""Building what a run trains: the model from the registry (with the semantic artifacts it needs and
-the weights ``init_from`` names), on its device, and its optimiser."""
+"""Building what a run trains: the model from the registry (with the semantic artifacts it needs, the
+weights ``init_from`` names and the parts it takes from finished runs), on its device, and its
+optimiser."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from typing import Any
 
 import torch
 
-from llmesr.checkpoint import init_from_run
+from llmesr.checkpoint import init_from_run, load_member
 from llmesr.errors import ConfigError
 from llmesr.models import MODELS, SequentialRecommender, for_training, model_config
 from llmesr.runs.data import RunData
+from llmesr.runs.folder import RunFolder
 from llmesr.semantic.artifacts import SemanticArtifacts
 from llmesr.semantic.pipeline import embed_for_config, load_artifacts, load_semantic_dir
 
@@ -60,6 +62,35 @@ def start_weights(model: SequentialRecommender, cfg: Any, data: RunData) -> str 
     if not cfg.init_from:
         return None
     return init_from_run(model, cfg.model, Path(cfg.init_from), data.dataset.fingerprint())
+
+
+def member_weights(model: SequentialRecommender, data: RunData) -> list[str]:
+    """Load the parts a model takes from finished runs (its ``finished_members``: EnsRec's two) and
+    freeze them; what was loaded, for the log. Each run must be finished, on this dataset and split."""
+    loaded = []
+    for setting, (source, member) in model.finished_members().items():
+        folder = RunFolder(source)
+        try:
+            folder.require_finished()
+            folder.require_weights()
+        except ConfigError as err:
+            raise ConfigError(f"{setting}: {err}") from None
+        split = folder.dataset_info().get("split")
+        if split != data.split.protocol:
+            raise ConfigError(
+                f"{setting}: {source} was trained under the {split!r} split, this run uses "
+                f"{data.split.protocol!r}"
+            )
+        best = folder.file(RunFolder.BEST)
+        load_member(member, best, data.dataset.fingerprint(), setting)
+        member.requires_grad_(False)
+        loaded.append(f"{setting} from {best}")
+    return loaded
+
+
+def has_trainable_parameters(model: torch.nn.Module) -> bool:
+    """False for a model made wholly of finished runs' parts: it is evaluated, not trained."""
+    return any(p.requires_grad for p in model.parameters())
 
 
 def make_optimizer(model: torch.nn.Module, cfg: Any) -> torch.optim.Optimizer:
