@@ -85,6 +85,11 @@ class Trainer:
         loaded = start_weights(self.model, cfg, data)
         if loaded and self.dist.is_main:
             print(f"init_from: {loaded}", flush=True)
+        reference = self.model.reference_run(self.model.config)
+        if self.dist.is_main:
+            if reference:
+                print(f"reference item table: {reference}", flush=True)
+            print(f"trainable parameters: {self.model.trainable_parameters():,}", flush=True)
         self.model = self.model.to(self.device)
         if cfg.compile:
             compile_encoders(self.model)
