@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from llmesr.data.negatives import sample_negatives
@@ -118,8 +119,8 @@ class SequentialRecommender(nn.Module):
       users come with it and a caller may hand the objective that pass's states.
 
     Capabilities the trainer and the server read (flags and methods, never model names):
-    ``needs_semantic``, :meth:`similar_users_needed`, ``cold_start_items``, ``wraps_backbone``,
-    ``one_product_scores``, :meth:`finished_members`.
+    ``needs_semantic``, :meth:`similar_users_needed`, :meth:`reference_run`, ``cold_start_items``,
+    ``wraps_backbone``, ``one_product_scores``, :meth:`finished_members`.
     """
 
     config: BackboneConfig
@@ -146,6 +147,22 @@ class SequentialRecommender(nn.Module):
         """How many retrieved similar users per user the model reads (the semantic step must
         provide at least that many)."""
         return 0
+
+    @classmethod
+    def reference_run(cls, config: BackboneConfig) -> str | None:
+        """The finished run whose item table this model trains against (LLMEmb's ``align_from``),
+        or None. The training layer checks that run, loads its table and hands it to
+        :meth:`set_reference_table`; models never read run folders themselves."""
+        return None
+
+    def set_reference_table(self, table: np.ndarray) -> None:
+        """Take the (n_items + 1, d) item table of :meth:`reference_run` (training only)."""
+        raise TypeError(f"{type(self).__name__} trains against no reference table")
+
+    def trainable_parameters(self) -> int:
+        """How many numbers the optimiser moves (parameters with ``requires_grad``): what a method
+        adds to, or saves on, its backbone."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     @classmethod
     def for_training(
@@ -327,6 +344,20 @@ class SequentialRecommender(nn.Module):
                 nn.init.zeros_(module.bias)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
+
+
+class ItemTable(nn.Module):
+    """An item table a wrapper computes from other tensors and puts in place of its backbone's
+    ``item_emb`` (AlphaFuse, LLMEmb). Like the ``nn.Embedding`` it replaces, ``forward(ids)`` gives
+    the rows of ``ids`` and ``weight`` every row (the backbone's ``extra_item_rows`` included), so
+    the backbone embeds, scores and trains on it unchanged."""
+
+    @property
+    def weight(self) -> torch.Tensor:  # pragma: no cover - every table defines it
+        raise NotImplementedError
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.weight)
 
 
 # Builds a fresh backbone of the kind and settings a wrapper's config names. The registry

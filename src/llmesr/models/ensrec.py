@@ -52,8 +52,8 @@ class EnsRecConfig(WrapperConfig):
     ensrec_tau: float = 100.0
     # Finished runs to take the members from (both or neither): the plain backbone, and textrec.
     # ``run``: a run folder, so reports group seeds by whether it is set, not by the path.
-    ensrec_id_run: str | None = field(default=None, metadata={"run": True})
-    ensrec_text_run: str | None = field(default=None, metadata={"run": True})
+    ensrec_id_run: str | None = field(default=None, metadata={"names_run": True})
+    ensrec_text_run: str | None = field(default=None, metadata={"names_run": True})
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -1,12 +1,13 @@
 """Building what a run trains: the model from the registry (with the semantic artifacts it needs, the
-weights ``init_from`` names and the parts it takes from finished runs), on its device, and its
-optimiser."""
+reference table of the run it aligns with, the weights ``init_from`` names and the parts it takes
+from finished runs), on its device, and its optimiser."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from llmesr.checkpoint import init_from_run, load_member
@@ -27,15 +28,37 @@ def create_model(cfg: Any, data: RunData) -> SequentialRecommender:
     except (TypeError, ValueError) as err:  # the model config's own checks of its settings
         raise ConfigError(f"model {cfg.model!r}: {err}") from None
     cls = MODELS[cfg.model][0]
+    source = cls.reference_run(mcfg)
+    reference = reference_table(Path(source), data) if source else None  # before the semantic step
     art = None
     if cls.needs_semantic:
         art = semantic_artifacts(cfg, data, mcfg.hidden_size, neighbours=cls.similar_users_needed(mcfg))
     try:
-        return for_training(cfg.model, mcfg, data.split.train, art)
+        model = for_training(cfg.model, mcfg, data.split.train, art)
+        if reference is not None:
+            model.set_reference_table(reference)
+        return model
     except ConfigError:
         raise
     except ValueError as err:  # models refuse inputs that do not fit them (table shapes) this way
         raise ConfigError(f"model {cfg.model!r}: {err}") from None
+
+
+def reference_table(source: Path, data: RunData) -> np.ndarray:
+    """The (n_items + 1, d) item vectors of the finished run ``source`` (its serving table without
+    the bias column), refused unless that run was trained on this very dataset."""
+    folder = RunFolder(source)
+    try:
+        folder.require_finished()
+    except ConfigError as err:
+        raise ConfigError(f"reference run: {err}") from None
+    fingerprint, expected = folder.fingerprint(), data.dataset.fingerprint()
+    if fingerprint != expected:
+        raise ConfigError(
+            f"reference run {source} was trained on another dataset (fingerprint {fingerprint}, this "
+            f"run's is {expected}); ids would not line up"
+        )
+    return folder.item_table()[:, :-1]
 
 
 def semantic_artifacts(cfg: Any, data: RunData, width: int, neighbours: int) -> SemanticArtifacts:

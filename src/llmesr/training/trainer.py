@@ -96,6 +96,11 @@ class Trainer:
                 print(f"loaded {member}", flush=True)
         # Nothing to train (an ensemble of finished runs): the model is evaluated as loaded.
         self.trainable = has_trainable_parameters(self.model)
+        reference = self.model.reference_run(self.model.config)
+        if self.dist.is_main:
+            if reference:
+                print(f"reference item table: {reference}", flush=True)
+            print(f"trainable parameters: {self.model.trainable_parameters():,}", flush=True)
         self.model = self.model.to(self.device)
         if cfg.compile:
             compile_encoders(self.model)
