@@ -21,9 +21,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from llmesr.io import atomic_save_npy, atomic_write_text
+from llmesr.progress import Progress
 from llmesr.semantic.encoders import EncoderError, TextEncoder
 
 # Temp files older than this are leftovers of a killed run (a live writer finishes a batch file
@@ -37,8 +37,10 @@ def embed_texts(
     cache_dir: Path,
     batch_size: int = 256,
     progress: bool = True,
+    label: str = "texts",
 ) -> np.ndarray:
-    """``encoder.encode(texts)`` as float32 ``(len(texts), encoder.dim)``, batch by batch via the cache."""
+    """``encoder.encode(texts)`` as float32 ``(len(texts), encoder.dim)``, batch by batch via the cache.
+    ``progress``: a bar on a terminal, else one line naming ``label`` when done."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if any("\x00" in t for t in texts):
@@ -55,8 +57,10 @@ def embed_texts(
 
     starts = range(0, len(texts), batch_size)
     n_cached = 0
-    bar = tqdm(starts, total=len(starts), desc="embedding", unit="batch", disable=not progress)
-    for start in bar:
+    batches = Progress(progress).over(
+        starts, f"embedding {label}", "batches", len(starts), detail=lambda: f"{n_cached} from the cache"
+    )
+    for start in batches:
         batch = texts[start : start + batch_size]
         path = folder / f"{batch_key(encoder.identity, batch)}.npy"
         cached = _load_valid(path, (len(batch), dim))
@@ -66,8 +70,6 @@ def embed_texts(
         else:
             n_cached += 1
         out[start : start + len(batch)] = cached
-        bar.set_postfix(cached=n_cached, refresh=False)
-    bar.close()
     return out
 
 

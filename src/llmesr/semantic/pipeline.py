@@ -156,14 +156,14 @@ def run_semantic_step(
     if settings.item_embeddings_file:
         item_emb = item_embeddings if item_embeddings is not None else load_item_embeddings(settings, dataset)
     else:
-        item_emb = embed_texts(items.texts, encoder, cache_dir, settings.batch_size, progress)
+        item_emb = embed_texts(items.texts, encoder, cache_dir, settings.batch_size, progress, "items")
     timings["items_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     titles = item_titles(dataset.item_info, dataset.item_ids)
     # Training prefix only: the validation and test items never reach a user prompt.
     users = user_prompts(split.train, titles, settings.user_template, max_items=settings.user_max_items)
-    user_emb = embed_texts(users, encoder, cache_dir, settings.batch_size, progress)
+    user_emb = embed_texts(users, encoder, cache_dir, settings.batch_size, progress, "users")
     timings["users_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
