@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -185,12 +187,12 @@ def start_tune(space: Path, out: Path) -> subprocess.Popen:
 
 
 def test_a_killed_tune_resumes_its_study_in_the_same_trial_folder(tmp_path):
-    data = write_sequences_dir(tmp_path / "data", patterned_rows(600, 30))
+    data = write_sequences_dir(tmp_path / "data", patterned_rows(400, 30))
     fixed = {"data": str(data), **TINY, "hidden_size": 32, "num_layers": 2}
     space = write_space(tmp_path, data, fixed=fixed, budget={"trials": 2, "max_epochs": 4})
     out = tmp_path / "out"
     proc = start_tune(space, out)
-    log = out / "trial_1" / "log.jsonl"
+    log = out / "trial_0" / "log.jsonl"
     deadline = time.monotonic() + 60
     # Two epochs logged: the first is in last.pt for sure (saved before the second is trained).
     while not (log.exists() and log.read_text().count("\n") >= 2) and proc.poll() is None:
@@ -199,19 +201,44 @@ def test_a_killed_tune_resumes_its_study_in_the_same_trial_folder(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     first_epoch = log.read_text().splitlines()[0]
-    killed = study(out).trials[1]
-    assert killed.state.name == "RUNNING" and len(study(out).trials) == 2
+    [killed] = study(out).trials
+    assert killed.state.name == "RUNNING"
 
     assert main(["tune", str(space), "--out", str(out)]) == 0
-    trials = study(out).trials
-    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
-    retry = trials[2]
-    assert retry.params == killed.params and retry.system_attrs["failed_trial"] == 1
-    assert retry.user_attrs["folder"] == "trial_1" and not (out / "trial_2").exists()
-    assert log_epochs(out / "trial_1") == [1, 2, 3, 4]
+    failed, retry, new = study(out).trials
+    assert [t.state.name for t in (failed, retry, new)] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert retry.params == killed.params and retry.system_attrs["failed_trial"] == 0
+    assert retry.user_attrs["folder"] == "trial_0" and not (out / "trial_1").exists()
+    assert new.user_attrs["folder"] == "trial_2"
+    assert log_epochs(out / "trial_0") == [1, 2, 3, 4]
     assert log.read_text().splitlines()[0] == first_epoch  # continued, not trained again
     table = pd.read_csv(out / TuneFolder.TRIALS)
-    assert list(table.number) == [0, 1, 2] and table.retry_of.tolist()[2] == 1
+    assert list(table.number) == [0, 1, 2] and table.retry_of.tolist()[1] == 0
+
+
+def test_ctrl_c_re_queues_the_trial_and_the_next_tune_continues_its_folder(patterned_dir, tmp_path):
+    fixed = {"data": str(patterned_dir), **TINY, "patience": 100}
+    space = load_space(
+        write_space(tmp_path, patterned_dir, fixed=fixed, budget={"trials": 1, "max_epochs": 12})
+    )
+    data, out = prepare_data(space.base_config()), tmp_path / "out"
+    log = out / "trial_0" / "log.jsonl"
+
+    def press_ctrl_c() -> None:  # a real SIGINT, once the trial has logged two epochs
+        while not (log.exists() and log.read_text().count("\n") >= 2):
+            time.sleep(0.005)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    with pytest.raises((KeyboardInterrupt, RuntimeError)):  # torch.save turns it into a RuntimeError
+        run_tune(space, data, out)
+    first = log.read_text().splitlines()[0]
+    assert [t.state.name for t in study(out).trials] == ["FAIL", "WAITING"]
+    run_tune(space, data, out)
+    failed, retry = study(out).trials
+    assert retry.state.name == "COMPLETE" and retry.params == failed.params
+    assert retry.user_attrs["folder"] == "trial_0" and log.read_text().splitlines()[0] == first
+    assert log_epochs(out / "trial_0") == list(range(1, 13))
 
 
 def test_two_workers_share_one_sqlite_study_without_lost_or_duplicated_trials(tmp_path):

@@ -21,8 +21,10 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import warnings
@@ -223,6 +225,13 @@ class TrialRunner:
 
     def __init__(self, space: SearchSpace, data: RunData, tune: TuneFolder, worker: str) -> None:
         self.space, self.data, self.tune, self.worker = space, data, tune, worker
+        self.interrupted = False
+
+    def on_sigint(self, signum: int, frame: Any) -> None:
+        """Ctrl-C: remembered, then Python's own KeyboardInterrupt (which a library may turn into
+        another error, as torch.save does when it lands mid-write)."""
+        self.interrupted = True
+        signal.default_int_handler(signum, frame)
 
     def surplus(self, study: optuna.Study, trial: optuna.Trial) -> bool:
         """Whether the budget was taken by trials numbered before this one."""
@@ -253,8 +262,9 @@ class TrialRunner:
         print(f"trial {trial.number} ({folder.name}): {params}", flush=True)
         try:
             metrics = Trainer(cfg, self.data, folder).fit(report)
-        except KeyboardInterrupt:  # Ctrl-C: queued again now, so the next tune continues it
-            retry_callback()(trial.study, stored_trial(trial.study, trial.number))
+        except BaseException:
+            if self.interrupted:  # Ctrl-C: queued again now, so the next tune continues it
+                retry_callback()(trial.study, stored_trial(trial.study, trial.number))
             raise
         trial.set_user_attr("epochs", epochs[-1] if epochs else _epochs_done(metrics))
         if metrics is None:
@@ -287,6 +297,8 @@ def run_worker(
     start, timeout = time.monotonic(), space.budget.timeout_s
     with worker_lock(tune) as worker:
         runner, tracker = TrialRunner(space, data, tune, worker), study_tracker(space, tune, study)
+        main_thread = threading.current_thread() is threading.main_thread()  # signals go there only
+        previous = signal.signal(signal.SIGINT, runner.on_sigint) if main_thread else None
         try:
             while True:
                 release_dead_trials(study, tune)
@@ -298,6 +310,8 @@ def run_worker(
             pass
         finally:
             tracker.close()
+            if main_thread:
+                signal.signal(signal.SIGINT, previous)
 
 
 # ---- study-level tracking -----------------------------------------------------------------------

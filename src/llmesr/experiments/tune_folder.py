@@ -1,6 +1,6 @@
 """The files of a tune folder (``llmesr tune --out DIR``) and the report's appendix built from them.
 
-    DIR/space.yaml        the complete search space as tuned (its presence marks a tune folder)
+    DIR/tune_space.yaml   the complete search space as tuned (its presence marks a tune folder)
     DIR/study.db          the Optuna study (SQLite; absent when --storage names another database)
     DIR/trial_<n>/        one ordinary run folder per trial (validation metrics only)
     DIR/trials.csv        one row per trial: number, state, value, epochs, seconds, parameters
@@ -25,7 +25,7 @@ from llmesr.io import read_json
 
 
 class TuneFolder:
-    SPACE = "space.yaml"
+    SPACE = "tune_space.yaml"
     STUDY_DB = "study.db"
     TRIALS = "trials.csv"
     BEST = "best.yaml"
@@ -54,14 +54,9 @@ class TuneFolder:
 
 
 def find_tune_folders(root: Path) -> list[Path]:
-    """Tune folders with a summary at any depth under ``root`` (a tune folder is not searched further)."""
-    found = []
-    for folder in [Path(root), *sorted(p for p in Path(root).rglob(TuneFolder.SPACE))]:
-        folder = folder if folder == Path(root) else folder.parent
-        tune = TuneFolder(folder)
-        if tune.is_tune_folder() and tune.file(TuneFolder.SUMMARY).exists() and folder not in found:
-            found.append(folder)
-    return found
+    """Finished tune folders (with a summary) at any depth under ``root``."""
+    markers = sorted(Path(root).rglob(TuneFolder.SPACE))
+    return [m.parent for m in markers if (m.parent / TuneFolder.SUMMARY).exists()]
 
 
 def tuning_appendix(folders: list[Path]) -> list[Part]:
