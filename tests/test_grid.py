@@ -100,3 +100,34 @@ def test_bad_when_conditions_placeholders_and_cycles_fail_at_once(patterned_dir,
     assert main(["experiment", grid]) == 2
     assert "cycle" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_aligning_with_another_run_of_the_grid_waits_for_it(patterned_dir, tmp_path, capsys):
+    # LLMEmb aligns with the finished SASRec of its seed (align_from), as configs/grid_table1_* do.
+    grid = write_grid(
+        tmp_path,
+        patterned_dir,
+        set={"data": str(patterned_dir), **FAST, "similar_k": 5, "cache_dir": str(tmp_path / "cache")},
+        grid={"model": ["llmemb", "sasrec"], "seed": [1]},  # the dependent run is listed first
+        when={"model=llmemb": {"align_from": "{out}/model=sasrec__seed={seed}"}},
+    )
+    assert main(["experiment", grid, "--dry-run"]) == 0
+    planned = capsys.readouterr().out
+    assert planned.index("model=sasrec__seed=1:") < planned.index("model=llmemb__seed=1:")
+    assert main(["experiment", grid, "--jobs", "2"]) == 0
+    runs = tmp_path / "runs"
+    llmemb = yaml.safe_load((runs / "model=llmemb__seed=1" / "config.yaml").read_text())
+    assert llmemb["align_from"] == str(runs / "model=sasrec__seed=1")
+    log = (runs / "model=llmemb__seed=1" / "train.log").read_text()
+    assert f"reference item table: {runs / 'model=sasrec__seed=1'}" in log
+    assert (runs / "model=llmemb__seed=1" / "metrics.json").exists()
+
+
+def test_a_run_waits_for_every_run_it_reads():
+    from pathlib import Path
+
+    from llmesr.experiments.grid import GridRun, _waves
+
+    a, b = GridRun("a", Path("/g/a"), {}, []), GridRun("b", Path("/g/b"), {}, [], (Path("/g/a"),))
+    c = GridRun("c", Path("/g/c"), {}, [], (Path("/g/b"), Path("/g/a"), Path("/elsewhere")))
+    assert [[r.name for r in wave] for wave in _waves([c, b, a])] == [["a"], ["b"], ["c"]]

@@ -10,7 +10,7 @@ import torch
 
 from llmesr.errors import ConfigError
 from llmesr.io import atomic_torch_save
-from llmesr.models import BackboneConfig, SequentialRecommender, build_model, model_config
+from llmesr.models import MODELS, BackboneConfig, SequentialRecommender, build_model, model_config
 
 FORMAT = "llmesr-checkpoint-v1"
 
@@ -120,6 +120,36 @@ def init_from_run(model: torch.nn.Module, model_name: str, source: Path, fingerp
     if backbone is not None:
         wants += f", or plain {model.config.backbone}"
     raise CheckpointError(f"init_from: {path} trained {ckpt['model']}; this run needs {wants}")
+
+
+def load_member(member: SequentialRecommender, path: Path, fingerprint: str, setting: str) -> None:
+    """Load a finished run's best weights (``path``) into ``member``, a part of an ensemble that
+    ``setting`` names. The run must have trained a model of the member's class with exactly the
+    member's settings on this dataset, and its fixed tensors (buffers and frozen parameters, e.g.
+    TextRec's text table) must be the ones this run built from its own data and semantic step."""
+    try:
+        ckpt = load_checkpoint(path, fingerprint=fingerprint)
+        stored = checkpoint_model_config(path, ckpt).to_dict()
+    except CheckpointError as err:
+        raise CheckpointError(f"{setting}: {err}") from None
+    kind = type(member).__name__
+    if MODELS[ckpt["model"]][0] is not type(member):
+        raise CheckpointError(f"{setting}: {path} trained {ckpt['model']}; this member is a {kind} model")
+    own = member.config.to_dict()
+    differ = [f"{k} {stored.get(k)!r}, here {v!r}" for k, v in own.items() if stored.get(k) != v]
+    if differ:
+        detail = "; ".join(differ[:6])
+        raise CheckpointError(f"{setting}: {path} trained {kind} with other settings ({detail})")
+    frozen = {n for n, p in member.named_parameters() if not p.requires_grad}
+    frozen |= {n for n, _ in member.named_buffers()}
+    mine, theirs = member.state_dict(), ckpt["state_dict"]
+    changed = sorted(n for n in frozen if n in mine and n in theirs and not torch.equal(mine[n], theirs[n]))
+    if changed:
+        raise CheckpointError(
+            f"{setting}: {path} was trained on other fixed inputs ({', '.join(changed)}) than this run "
+            "builds: give this run the data and semantic settings that run had"
+        )
+    load_weights(member, theirs, path)
 
 
 def model_from_checkpoint(

@@ -52,9 +52,12 @@ FINITE_NON_NEGATIVE: Check = (lambda v: math.isfinite(v) and v >= 0, "a finite n
 POSITIVE_INTS: Check = (lambda v: len(v) > 0 and min(v) >= 1, "a non-empty list of integers >= 1")
 
 
-def setting(default: Any, section: str, effect: str = RESULT, check: Check | None = None) -> Any:
-    """A declared run setting: its default, section, effect and range (checked on every read)."""
-    meta = {"section": section, "effect": effect, "check": check}
+def setting(
+    default: Any, section: str, effect: str = RESULT, check: Check | None = None, names_run: bool = False
+) -> Any:
+    """A declared run setting: its default, section, effect and range (checked on every read).
+    ``names_run``: its value is the folder of another finished run that this one reads."""
+    meta = {"section": section, "effect": effect, "check": check, "names_run": names_run}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -85,7 +88,7 @@ class _DeclaredSettings:
     seed: int = setting(42, "train", SEED, at_least(0))
     # A finished run (folder or .pt) whose best weights start this one: the whole model, or a
     # wrapper's backbone (CITIES and MELT fine-tune a converged backbone, as in their papers).
-    init_from: str | None = setting(None, "train")
+    init_from: str | None = setting(None, "train", names_run=True)
     eval_every: int = setting(1, "train", check=at_least(1))
     bucket_batches: bool = setting(True, "train")
     # "position": each batch's mean loss is scaled by the batch's share of trained positions, so
@@ -119,6 +122,8 @@ class _DeclaredSettings:
     encoder_device: str = setting("cpu", "semantic", RUNTIME)
     encoder_batch_size: int | None = setting(None, "semantic", RUNTIME, at_least(1))
     encoder_pooling: str | None = setting(None, "semantic")  # hf: mean | last
+    # minilm / st: eager PyTorch, or ONNX Runtime in float32 or int8 (the `fast` extra)
+    encoder_backend: str = setting("torch", "semantic", check=one_of("torch", "onnx", "onnx-int8"))
     encoder_url: str | None = setting(None, "semantic")  # openai: base URL of an OpenAI-compatible server
     encoder_api_key_env: str | None = setting(None, "semantic")  # openai: variable holding the key
     item_embeddings_file: str | None = setting(None, "semantic")  # precomputed item embeddings instead
@@ -141,16 +146,17 @@ class _DeclaredSettings:
         return {n: getattr(self, n) for n in MODEL_KEYS if getattr(self, n) is not None}
 
 
-def _model_fields() -> dict[str, str]:
-    """Every user-settable field of the registered model configs -> its type (as annotated).
+def _model_fields() -> dict[str, tuple[str, bool]]:
+    """Every user-settable field of the registered model configs -> its type (as annotated) and
+    whether it names another run (``metadata={"names_run": True}``, LLMEmb's ``align_from``).
     Fields the data sets (``metadata={"derived": True}``) are not settings."""
-    types: dict[str, str] = {}
+    types: dict[str, tuple[str, bool]] = {}
     declared = {f.name for f in fields(_DeclaredSettings)}
     for name, (_, config_cls) in MODELS.items():
         for f in fields(config_cls):
             if f.metadata.get("derived") or f.name in declared:
                 continue
-            kind = str(f.type).replace(" | None", "")
+            kind = (str(f.type).replace(" | None", ""), bool(f.metadata.get("names_run")))
             if types.setdefault(f.name, kind) != kind:
                 raise TypeError(f"model setting {f.name!r} is {types[f.name]} in one model, {kind} in {name}")
     return types
@@ -158,8 +164,12 @@ def _model_fields() -> dict[str, str]:
 
 def _build_run_config() -> type:
     extra = [
-        (name, f"{kind} | None", field(default=None, metadata={"section": "model", "effect": RESULT}))
-        for name, kind in _model_fields().items()
+        (
+            name,
+            f"{kind} | None",
+            field(default=None, metadata={"section": "model", "effect": RESULT, "names_run": names_run}),
+        )
+        for name, (kind, names_run) in _model_fields().items()
     ]
     cls = dataclasses.make_dataclass("RunConfig", extra, bases=(_DeclaredSettings,))
     cls.__module__ = __name__
@@ -172,6 +182,9 @@ MODEL_KEYS = tuple(
     f.name for f in fields(RunConfig) if f.metadata["section"] == "model" and f.name != "model"
 )
 _FIELDS = {f.name: f for f in fields(RunConfig)}
+# Settings whose value is the folder of another finished run this one reads (init_from, align_from):
+# a grid starts a run after those it names, a report counts whether a run had one, not which.
+RUN_KEYS = tuple(name for name, f in _FIELDS.items() if f.metadata.get("names_run"))
 
 
 def keys_with(effect: str | None = None, section: str | None = None) -> tuple[str, ...]:

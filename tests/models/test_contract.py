@@ -32,19 +32,31 @@ TRAINER_SETTINGS = {
 VARIANTS: dict[str, list[dict]] = {"rlmrec": [{"rlmrec_variant": "con"}, {"rlmrec_variant": "gen"}]}
 # Every item of the tiny data occurs more than 5 times: the Pareto cut gives CITIES a tail.
 MODEL_SETTINGS: dict[str, dict] = {"cities": {"cities_tail_threshold": 0}, "rlmrec": {"rlmrec_weight": 0.1}}
+# Settings a model cannot be built without, in every test that builds it: LLMEmb aligns with a
+# finished run's item table, which make_model hands it as the trainer would (a synthetic one).
+REQUIRED_SETTINGS: dict[str, dict] = {"llmemb": {"align_from": "synthetic-reference-run"}}
+# AlphaFuse keeps hidden_size directions of the text vectors: they must be wider than the model.
+SEMANTIC_DIMS: dict[str, int] = {"alphafuse": 48}
 
 
 def synthetic_artifacts(
-    n_items: int = N_ITEMS, n_users: int = N_USERS, hidden: int = 32, seed: int = 0
+    n_items: int = N_ITEMS, n_users: int = N_USERS, hidden: int = 32, seed: int = 0, dim: int = SEM_DIM
 ) -> SemanticArtifacts:
     """Small random semantic tables of the semantic step's shapes (row 0 of item tables: padding)."""
     rng = np.random.default_rng(seed)
-    items = rng.normal(size=(n_items + 1, SEM_DIM)).astype(np.float32)
+    items = rng.normal(size=(n_items + 1, dim)).astype(np.float32)
     pca = (rng.normal(size=(n_items + 1, hidden)) * 0.05).astype(np.float32)
     items[0] = pca[0] = 0
-    users = rng.normal(size=(n_users, SEM_DIM)).astype(np.float32)
+    users = rng.normal(size=(n_users, dim)).astype(np.float32)
     similar = np.array([[(u + k) % n_users for k in range(1, 6)] for u in range(n_users)])
     return SemanticArtifacts(items, pca, users, similar)
+
+
+def synthetic_reference(n_items: int, hidden: int, seed: int = 0) -> np.ndarray:
+    """A trained run's item table as ``reference_run`` models read it: (N + 1, h), row 0 padding."""
+    table = (np.random.default_rng(seed + 1).normal(size=(n_items + 1, hidden)) * 0.1).astype(np.float32)
+    table[0] = 0
+    return table
 
 
 def make_model(
@@ -58,15 +70,19 @@ def make_model(
     """Model ``name`` (around ``backbone``) as the trainer builds it, on patterned training data
     and, when it needs them, synthetic semantic artifacts."""
     torch.manual_seed(seed)
-    values = {"n_items": n_items, **BASE_SETTINGS, **settings}
+    values = {"n_items": n_items, **BASE_SETTINGS, **REQUIRED_SETTINGS.get(name, {}), **settings}
     if backbone is not None:
         values["backbone"] = backbone
     config = model_config(name, values)
     train = train if train is not None else Sequences.from_lists(patterned_rows(N_USERS, n_items))
     art = None
     if MODELS[name][0].needs_semantic:
-        art = synthetic_artifacts(n_items, max(len(train), N_USERS), config.hidden_size, seed)
-    return for_training(name, config, train, art)
+        users, dim = max(len(train), N_USERS), SEMANTIC_DIMS.get(name, SEM_DIM)
+        art = synthetic_artifacts(n_items, users, config.hidden_size, seed, dim)
+    model = for_training(name, config, train, art)
+    if model.reference_run(model.config):
+        model.set_reference_table(synthetic_reference(n_items, model.config.hidden_size, seed))
+    return model
 
 
 def train_steps(
@@ -166,17 +182,21 @@ class RecommenderBaseTestMixin:
         )
 
     def test_fused_item_table_gives_the_scores_in_one_product(self):
-        """The serving invariant: ``[user_vector, 1] @ fused_item_table().T`` are the scores of
-        ``score_all`` once the padding column is masked; sampled losses see the same rows."""
+        """The serving invariant: ``serving_scores(serving_users(seq), fused_item_table())`` are the
+        scores of ``score_all`` once the padding column is masked, and for a model with
+        ``one_product_scores`` that is ``[user_vector, 1] @ fused_item_table().T``; sampled losses
+        see the same rows as the item table."""
         model = self.make().eval()
         seq = model.eval_input(Sequences.from_lists([[1, 2, 3], [4, 5, 6, 7]]), np.arange(2))
         with torch.no_grad():
             table = model.fused_item_table()
-            assert table.shape == (N_ITEMS + 1, model.item_table().shape[1] + 1)
-            users = torch.cat([model.user_vectors(seq), torch.ones(2, 1)], dim=1)
-            fused = users @ table.T
-            fused[:, 0] = float("-inf")
-            torch.testing.assert_close(fused, model.score_all(seq), rtol=1e-5, atol=1e-5)
+            served = model.serving_scores(model.serving_users(seq), table)
+            served[:, 0] = float("-inf")
+            torch.testing.assert_close(served, model.score_all(seq), rtol=1e-5, atol=1e-5)
+            if model.one_product_scores:
+                assert table.shape == (N_ITEMS + 1, model.item_table().shape[1] + 1)
+                users = torch.cat([model.user_vectors(seq), torch.ones(2, 1)], dim=1)
+                torch.testing.assert_close(users @ table.T, model.serving_scores(users, table))
             ids = torch.tensor([[1, 5], [N_ITEMS, 2]])
             torch.testing.assert_close(model.item_vectors(ids), model.item_table()[ids])
 
@@ -211,7 +231,10 @@ OVERFIT: dict[str, dict] = {
         "overfit_steps": 600,
         "overfit_lr": 3e-3,
         "overfit_settings": {"mask_prob": 0.2},
-        "overfit_accuracy": 0.8,  # measured 0.93-1.0 over seeds and both vector units
+        # measured 0.93-1.0 over seeds and both vector units for BERT4Rec alone; RLMRec-Gen on it
+        # (whose reconstruction loss competes at this budget) reached exactly 0.8 on 2026-12-02's
+        # environment, so the bar sits below that (chance is 1 / N_ITEMS)
+        "overfit_accuracy": 0.75,
     },
 }
 
@@ -243,5 +266,8 @@ def contract_classes(
 
 
 BUILT_IN_BACKBONES = ["sasrec", "bert4rec", "gru4rec"]
-BUILT_IN_WRAPPERS = ["llmesr", "llminit", "cities", "melt", "rlmrec"]
+BUILT_IN_WRAPPERS = [
+    *("llmesr", "llminit", "cities", "melt", "rlmrec"),
+    *("alphafuse", "llmemb", "textrec", "ensrec"),
+]
 globals().update(contract_classes(BUILT_IN_BACKBONES + BUILT_IN_WRAPPERS, BUILT_IN_BACKBONES))

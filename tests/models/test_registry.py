@@ -7,7 +7,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
-from test_contract import make_model
+from test_contract import REQUIRED_SETTINGS, make_model
 
 from llmesr.models import (
     MODELS,
@@ -23,12 +23,13 @@ from llmesr.models import (
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "src" / "llmesr" / "models"
 BUILT_IN = {"sasrec", "bert4rec", "gru4rec", "llmesr", "llminit", "cities", "rlmrec", "melt"}
+BUILT_IN |= {"alphafuse", "llmemb"}  # the successors of LLM-ESR
 
 
 def test_registry_lists_the_backbones_and_the_methods():
     assert BUILT_IN <= set(MODELS)
     assert {"sasrec", "bert4rec", "gru4rec"} <= set(backbones())
-    assert {"llmesr", "llminit", "cities", "rlmrec", "melt"} <= set(wrappers())
+    assert {"llmesr", "llminit", "cities", "rlmrec", "melt", "alphafuse", "llmemb"} <= set(wrappers())
     assert not set(backbones()) & set(wrappers())
 
 
@@ -51,10 +52,11 @@ def test_register_refuses_a_taken_name_and_a_wrapper_without_a_wrapper_config():
 def test_capabilities_are_flags_and_methods_of_the_model_class():
     for name in BUILT_IN:
         cls, config_cls = MODELS[name]
-        config = model_config(name, {"n_items": 5})
-        assert cls.needs_semantic == (name in {"llmesr", "llminit", "rlmrec"})
+        config = model_config(name, {"n_items": 5, **REQUIRED_SETTINGS.get(name, {})})
+        assert cls.needs_semantic == (name in {"llmesr", "llminit", "rlmrec", "alphafuse", "llmemb"})
         assert cls.cold_start_items == (name == "llmesr")
         assert cls.similar_users_needed(config) == (config.distill_users if name == "llmesr" else 0)
+        assert cls.reference_run(config) == (config.align_from if name == "llmemb" else None)
 
 
 def test_fields_set_from_data_are_tagged_derived():
@@ -64,7 +66,7 @@ def test_fields_set_from_data_are_tagged_derived():
         if name in BUILT_IN
     }
     assert derived == {
-        name: {"n_items", "semantic_dim"} if name in {"llmesr", "rlmrec"} else {"n_items"}
+        name: {"n_items", "semantic_dim"} if name in {"llmesr", "rlmrec", "llmemb"} else {"n_items"}
         for name in BUILT_IN
     }
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llmesr.semantic.cache import batch_key, cache_folder, embed_texts
+from llmesr.semantic.cache import batch_key, batch_plan, cache_folder, embed_texts, encode_share
 from llmesr.semantic.encoders import EncoderError
 
 
@@ -40,7 +40,8 @@ class TrigramEncoder:
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
-TEXTS = [f"item number {i} with some words" for i in range(23)]  # batches of 5: 5+5+5+5+3
+# All of one length, so the length-sorted batch plan is the positional one: batches of 5: 5+5+5+5+3.
+TEXTS = [f"item number {i:02d} with some words" for i in range(23)]
 
 
 def npy_files(folder: Path) -> list[Path]:
@@ -58,6 +59,28 @@ def test_first_run_encodes_every_batch_and_second_run_none(tmp_path: Path) -> No
     second = embed_texts(TEXTS, again, tmp_path, batch_size=5, progress=False)
     assert again.calls == []
     assert second.tobytes() == first.tobytes()
+
+
+def test_batches_group_texts_of_similar_length_and_results_keep_input_order(tmp_path: Path) -> None:
+    texts = ["x" * n for n in (9, 2, 7, 2, 5, 1, 8)]
+    plan = batch_plan(texts, 3)
+    assert [p.tolist() for p in plan] == [[5, 1, 3], [4, 2, 6], [0]]  # by length, ties by position
+    enc = TrigramEncoder()
+    out = embed_texts(texts, enc, tmp_path, batch_size=3, progress=False)
+    assert enc.calls == [[texts[i] for i in rows] for rows in plan]
+    np.testing.assert_array_equal(out, TrigramEncoder().encode(texts))
+
+
+def test_ranks_fill_disjoint_shares_of_one_cache(tmp_path: Path) -> None:
+    reference = embed_texts(TEXTS, TrigramEncoder(), tmp_path / "one", batch_size=5, progress=False)
+    shares = [TrigramEncoder(), TrigramEncoder()]
+    sizes = [encode_share(TEXTS, e, tmp_path / "two", 5, r, 2, progress=False) for r, e in enumerate(shares)]
+    assert sizes == [3, 2]
+    assert shares[0].calls == [TEXTS[0:5], TEXTS[10:15], TEXTS[20:23]]
+    assert shares[1].calls == [TEXTS[5:10], TEXTS[15:20]]
+    assembler = TrigramEncoder()
+    out = embed_texts(TEXTS, assembler, tmp_path / "two", batch_size=5, progress=False)
+    assert assembler.calls == [] and out.tobytes() == reference.tobytes()
 
 
 def test_cache_layout(tmp_path: Path) -> None:
@@ -80,7 +103,7 @@ def test_cache_layout(tmp_path: Path) -> None:
 def test_changing_one_text_re_encodes_exactly_one_batch(tmp_path: Path) -> None:
     embed_texts(TEXTS, TrigramEncoder(), tmp_path, batch_size=5, progress=False)
     changed = list(TEXTS)
-    changed[12] = "a different prompt template"
+    changed[12] = "a different prompt template 12"  # same length: same place in the plan
     enc = TrigramEncoder()
     out = embed_texts(changed, enc, tmp_path, batch_size=5, progress=False)
     assert enc.calls == [changed[10:15]]

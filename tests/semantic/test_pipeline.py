@@ -108,7 +108,9 @@ def test_cli_embed_then_rerun_from_cache(tmp_path, capsys):
 
 def test_cli_embed_reports_a_bad_encoder_in_one_line(tmp_path, capsys):
     data_dir = write_sequences_dir(tmp_path / "d", patterned_rows(30, 20))
-    assert main(["embed", "--data", str(data_dir), "--set", "encoder=hf:/no/such/model"]) == 2
+    bad = ["--set", "encoder=hf:/no/such/model", "--set", "sampled_negatives=5"]
+    args = ["embed", "--data", str(data_dir), *bad]
+    assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "/no/such/model" in err
 

@@ -14,7 +14,8 @@
       budget: {trials: 12, max_epochs: 10}
 
 String values of ``set`` and ``when`` may name ``{out}`` and any grid key (``{seed}``), filled in
-per run. A run whose ``init_from`` is another run of the grid starts after that run has finished.
+per run. A run that reads another run of the grid (``init_from``, LLMEmb's ``align_from``: the
+settings that name a run) starts after that run has finished.
 
 Each run is ``llmesr train`` in its own process (so ``--jobs N`` runs N at once, each with its
 share of the CPU threads) writing ``OUT/<key=value__...>/``. A rerun skips runs whose
@@ -44,7 +45,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from llmesr.config import RunConfig, apply_overrides, inapplicable, resolve_config
+from llmesr.config import RUN_KEYS, RunConfig, apply_overrides, inapplicable, resolve_config
 from llmesr.errors import ConfigError
 from llmesr.evaluation import EVAL_SPLITS, GROUPS, PROTOCOLS
 from llmesr.experiments.grid_tune import GridTuning, load_tuning
@@ -58,7 +59,7 @@ class GridRun:
     folder: Path
     settings: dict  # the grid values of this run
     args: list[str]  # llmesr train arguments
-    source: Path | None = None  # the run folder its init_from names (resolved), if any
+    sources: tuple[Path, ...] = ()  # the run folders it reads (init_from, align_from), resolved
 
 
 def load_grid(path: Path) -> tuple[list[GridRun], Path, GridTuning | None]:
@@ -121,8 +122,8 @@ def load_grid(path: Path) -> tuple[list[GridRun], Path, GridTuning | None]:
         folder = out / name
         args = [a for c in run_configs for a in ("--config", str(c))]
         args += [a for s in sets for a in ("--set", s)]
-        source = Path(str(overrides["init_from"])).resolve() if overrides.get("init_from") else None
-        runs.append(GridRun(name, folder, settings, ["--out", str(folder), *args], source))
+        sources = tuple(Path(str(overrides[k])).resolve() for k in RUN_KEYS if overrides.get(k))
+        runs.append(GridRun(name, folder, settings, ["--out", str(folder), *args], sources))
     return runs, out, tuning
 
 
@@ -165,7 +166,7 @@ def run_grid(path: Path, jobs: int = 1, dry_run: bool = False) -> pd.DataFrame:
             runs, out, _ = load_grid(path)  # now with the tunes' best settings, checked
     todo = [r for r in runs if not RunFolder(r.folder).is_finished()]
     print(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} finished, {len(todo)} to run -> {out}")
-    waves = _waves(todo)  # runs started from another run of the grid wait for it
+    waves = _waves(todo)  # runs that read another run of the grid wait for it
     if dry_run:
         for r in (r for wave in waves for r in wave):
             print(f"  {r.name}: llmesr train {' '.join(r.args)}")
@@ -182,10 +183,10 @@ def run_grid(path: Path, jobs: int = 1, dry_run: bool = False) -> pd.DataFrame:
 
     with ThreadPoolExecutor(max(jobs, 1)) as pool:
         for wave in waves:
-            ready = [r for r in wave if r.source not in failed]
+            ready = [r for r in wave if failed.isdisjoint(r.sources)]
             for r in wave:
                 if r not in ready:
-                    print(f"  {r.name}: SKIPPED (the run it starts from failed)")
+                    print(f"  {r.name}: SKIPPED (a run it reads failed)")
                     failed.add(r.folder.resolve())
             for run, (name, code) in zip(ready, pool.map(launch, ready), strict=True):
                 failure = f"FAILED (exit {code}, see {RunFolder.TRAIN_LOG})"
@@ -196,7 +197,7 @@ def run_grid(path: Path, jobs: int = 1, dry_run: bool = False) -> pd.DataFrame:
 
 
 def _waves(todo: list[GridRun]) -> list[list[GridRun]]:
-    """``todo`` in waves: a run whose ``init_from`` is another pending run comes a wave later."""
+    """``todo`` in waves: a run that reads other pending runs comes a wave after the last of them."""
     folder_of = {r.folder.resolve(): r for r in todo}
     depth: dict[str, int] = {}
 
@@ -204,8 +205,8 @@ def _waves(todo: list[GridRun]) -> list[list[GridRun]]:
         if run.name in seen:
             raise ConfigError(f"grid runs start from each other in a cycle: {' -> '.join((*seen, run.name))}")
         if run.name not in depth:
-            source = folder_of.get(run.source)
-            depth[run.name] = 0 if source is None else level(source, (*seen, run.name)) + 1
+            sources = [folder_of[s] for s in run.sources if s in folder_of]
+            depth[run.name] = max((level(s, (*seen, run.name)) + 1 for s in sources), default=0)
         return depth[run.name]
 
     for run in todo:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from llmesr.config import MODEL_KEYS, REPORT, RUNTIME, SEED, keys_with
+from llmesr.config import MODEL_KEYS, REPORT, RUN_KEYS, RUNTIME, SEED, keys_with
 from llmesr.data.groups import groups_from_preset, named_groups
 from llmesr.errors import ConfigError
 from llmesr.experiments.compare import RunRanks
@@ -37,8 +37,13 @@ from llmesr.runs import RunData, RunFolder, prepare_data
 # The method the report is about: Table 1 tests it against the baselines, and ABLATIONS are its
 # switches. A setting of the report, not a capability of the model.
 OURS = "llmesr"
-# Table 1's rows in the paper's order (backbones, then baselines, then ours); other models follow.
-PAPER_ORDER = ("sasrec", "bert4rec", "gru4rec", "llminit", "cities", "melt", "rlmrec", OURS)
+# Table 1's rows in the paper's order (backbones, then baselines, then ours), then its successors
+# (AlphaFuse, SIGIR 2025; LLMEmb, AAAI 2025; EnsRec, arXiv 2512.17820, after its text member);
+# other models follow.
+PAPER_ORDER = (
+    *("sasrec", "bert4rec", "gru4rec", "llminit", "cities", "melt", "rlmrec", OURS),
+    *("alphafuse", "llmemb", "textrec", "ensrec"),
+)
 
 
 def display_name(model: str) -> str:
@@ -88,7 +93,7 @@ def normalise(values: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     for key, value in values.items():
         if key in IGNORED:
             continue
-        if key == "init_from":  # each seed starts from its own run: what counts is whether it did
+        if key in RUN_KEYS:  # each seed reads its own run (init_from, align_from): whether it did counts
             value = value is not None
         if key in MODEL_KEYS and declared is not None:
             if key not in declared:

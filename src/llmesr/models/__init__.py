@@ -5,8 +5,8 @@ and registers it below. Backbones (SASRec, BERT4Rec, GRU4Rec) are models of thei
 (LLM-ESR and the baselines, ``cls.wraps_backbone``) are built around any registered backbone, which
 the registry builds and hands them (``build_backbone``), so no model module imports this package.
 What a trainer or a server may ask of a model are flags and methods of its class
-(``needs_semantic``, ``similar_users_needed``, ``cold_start_items``, ``wraps_backbone``), never
-its name.
+(``needs_semantic``, ``similar_users_needed``, ``reference_run``, ``cold_start_items``,
+``wraps_backbone``), never its name.
 
 A backbone or wrapper defined elsewhere (a test, a plugin) joins with :func:`register` and then
 works everywhere a built-in one does (``model_config``, ``build_model``, ``for_training``, any
@@ -18,15 +18,19 @@ from __future__ import annotations
 from typing import Any
 
 from llmesr.data.sequences import Sequences
+from llmesr.models.alphafuse import AlphaFuse, AlphaFuseConfig
 from llmesr.models.base import BackboneConfig, BackboneWrapper, SequentialRecommender, WrapperConfig
 from llmesr.models.bert4rec import BERT4Rec, BERT4RecConfig
 from llmesr.models.cities import CITIES, CITIESConfig
+from llmesr.models.ensrec import EnsRec, EnsRecConfig
 from llmesr.models.gru4rec import GRU4Rec, GRU4RecConfig
+from llmesr.models.llmemb import LLMEmb, LLMEmbConfig
 from llmesr.models.llmesr import LLMESR, LLMESRConfig
 from llmesr.models.llminit import LLMInit, LLMInitConfig
 from llmesr.models.melt import MELT, MELTConfig
 from llmesr.models.rlmrec import RLMRec, RLMRecConfig
 from llmesr.models.sasrec import SASRec, SASRecConfig
+from llmesr.models.textrec import TextRec, TextRecConfig
 from llmesr.semantic.artifacts import SemanticArtifacts
 
 MODELS: dict[str, tuple[type[SequentialRecommender], type[BackboneConfig]]] = {}
@@ -102,6 +106,10 @@ for _name, _cls, _config in (
     ("melt", MELT, MELTConfig),
     ("rlmrec", RLMRec, RLMRecConfig),
     ("cities", CITIES, CITIESConfig),
+    ("alphafuse", AlphaFuse, AlphaFuseConfig),
+    ("llmemb", LLMEmb, LLMEmbConfig),
+    ("textrec", TextRec, TextRecConfig),
+    ("ensrec", EnsRec, EnsRecConfig),
 ):
     register(_name, _cls, _config)
 
@@ -127,6 +135,14 @@ __all__ = [
     "RLMRecConfig",
     "CITIES",
     "CITIESConfig",
+    "AlphaFuse",
+    "AlphaFuseConfig",
+    "LLMEmb",
+    "LLMEmbConfig",
+    "EnsRec",
+    "EnsRecConfig",
+    "TextRec",
+    "TextRecConfig",
     "backbones",
     "build_backbone",
     "build_model",

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from llmesr.data.negatives import sample_negatives
@@ -118,7 +119,8 @@ class SequentialRecommender(nn.Module):
       users come with it and a caller may hand the objective that pass's states.
 
     Capabilities the trainer and the server read (flags and methods, never model names):
-    ``needs_semantic``, :meth:`similar_users_needed`, ``cold_start_items``, ``wraps_backbone``.
+    ``needs_semantic``, :meth:`similar_users_needed`, :meth:`reference_run`, ``cold_start_items``,
+    ``wraps_backbone``, ``one_product_scores``, :meth:`finished_members`.
     """
 
     config: BackboneConfig
@@ -132,6 +134,9 @@ class SequentialRecommender(nn.Module):
     display_name: ClassVar[str] = ""  # how tables and reports name the model ("" = its registry name)
     # Whether the model is a method around a backbone (see BackboneWrapper) rather than a backbone.
     wraps_backbone: ClassVar[bool] = False
+    # Whether ``serving_scores`` is one inner product of serving rows (an inner-product index may
+    # then replace it); false for EnsRec, whose scores fuse two products non-linearly.
+    one_product_scores: ClassVar[bool] = True
     # Backbone constants, described in the class docstring.
     extra_item_rows: ClassVar[int] = 0
     bidirectional: ClassVar[bool] = False
@@ -142,6 +147,22 @@ class SequentialRecommender(nn.Module):
         """How many retrieved similar users per user the model reads (the semantic step must
         provide at least that many)."""
         return 0
+
+    @classmethod
+    def reference_run(cls, config: BackboneConfig) -> str | None:
+        """The finished run whose item table this model trains against (LLMEmb's ``align_from``),
+        or None. The training layer checks that run, loads its table and hands it to
+        :meth:`set_reference_table`; models never read run folders themselves."""
+        return None
+
+    def set_reference_table(self, table: np.ndarray) -> None:
+        """Take the (n_items + 1, d) item table of :meth:`reference_run` (training only)."""
+        raise TypeError(f"{type(self).__name__} trains against no reference table")
+
+    def trainable_parameters(self) -> int:
+        """How many numbers the optimiser moves (parameters with ``requires_grad``): what a method
+        adds to, or saves on, its backbone."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     @classmethod
     def for_training(
@@ -211,6 +232,16 @@ class SequentialRecommender(nn.Module):
         """(B, d) representation of each (left-padded) history: the last position's output."""
         return self.output(self.hidden_states(seq)[:, -1])
 
+    def serving_users(self, seq: torch.Tensor) -> torch.Tensor:
+        """The rows that meet :meth:`fused_item_table` in :meth:`serving_scores`: ``[user_vector, 1]``."""
+        users = self.user_vectors(seq)
+        return torch.cat([users, torch.ones(len(users), 1, device=users.device, dtype=users.dtype)], 1)
+
+    def serving_scores(self, users: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """:meth:`score_all` from ``serving_users`` rows and ``fused_item_table`` rows (column 0 is
+        left to the caller): one matrix product unless ``one_product_scores`` is false."""
+        return users @ table.T
+
     def score_all(self, seq: torch.Tensor) -> torch.Tensor:
         """(B, n_items + 1) scores; column 0 (padding) is -inf so it can never be recommended."""
         scores = self.user_vectors(seq) @ self.item_table().T
@@ -234,6 +265,12 @@ class SequentialRecommender(nn.Module):
         return batch[:, :-1]
 
     # ---- training ---------------------------------------------------------------------------
+    def finished_members(self) -> dict[str, tuple[str, SequentialRecommender]]:
+        """Parts of the model that come from finished runs, by the setting that names the run:
+        setting -> (run folder, part). The training layer loads each run's best weights into its
+        part after checking them, and freezes it; nothing by default (EnsRec's two members)."""
+        return {}
+
     def start_epoch(self, epoch: int) -> None:
         """Called by the trainer before each epoch (LLM-ESR refreshes its cached teacher here)."""
 
@@ -307,6 +344,20 @@ class SequentialRecommender(nn.Module):
                 nn.init.zeros_(module.bias)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
+
+
+class ItemTable(nn.Module):
+    """An item table a wrapper computes from other tensors and puts in place of its backbone's
+    ``item_emb`` (AlphaFuse, LLMEmb). Like the ``nn.Embedding`` it replaces, ``forward(ids)`` gives
+    the rows of ``ids`` and ``weight`` every row (the backbone's ``extra_item_rows`` included), so
+    the backbone embeds, scores and trains on it unchanged."""
+
+    @property
+    def weight(self) -> torch.Tensor:  # pragma: no cover - every table defines it
+        raise NotImplementedError
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.weight)
 
 
 # Builds a fresh backbone of the kind and settings a wrapper's config names. The registry

@@ -77,6 +77,29 @@ def sampled_ce(
     return F.cross_entropy(logits, torch.zeros_like(targets))
 
 
+def info_nce(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    temperature: float,
+    ids: torch.Tensor | None = None,
+    cosine: bool = True,
+) -> torch.Tensor:
+    """Mean over rows i of ``-log(exp(s(q_i, k_i) / t) / sum_j exp(s(q_i, k_j) / t))``: each query's
+    own key is its positive, the other rows' keys its negatives; ``s`` is the cosine similarity, or
+    the dot product when not ``cosine``. Rows sharing an id (``ids``) are not negatives of one
+    another. Computed in float32 whatever the autocast precision. The alignment losses of the
+    methods built on a backbone (RLMRec, LLMEmb), not a ranking loss of the table below."""
+    queries, keys = queries.float(), keys.float()
+    if cosine:
+        queries, keys = F.normalize(queries, dim=-1), F.normalize(keys, dim=-1)
+    logits = queries @ keys.T / temperature
+    if ids is not None:
+        same = ids.unsqueeze(1) == ids.unsqueeze(0)
+        same.fill_diagonal_(False)
+        logits = logits.masked_fill(same, float("-inf"))
+    return F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
+
+
 @dataclass(frozen=True)
 class RankingLoss:
     """A loss of the table: its function and whether it needs sampled negatives."""

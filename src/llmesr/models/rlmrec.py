@@ -59,11 +59,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from llmesr.data.sequences import Sequences
 from llmesr.models.base import BackboneBuilder, BackboneWrapper, WrapperConfig
+from llmesr.models.losses import info_nce
 from llmesr.semantic.artifacts import SemanticArtifacts
 
 # variant -> (weight, temperature): the authors' settings for their Amazon data (LightGCN configs).
@@ -97,20 +97,6 @@ class RLMRecConfig(WrapperConfig):
             raise ValueError("rlmrec_mask_ratio must be in (0, 1)")
         if self.rlmrec_max_items < 2 or self.semantic_dim < 1:
             raise ValueError("rlmrec_max_items >= 2 and semantic_dim >= 1 are required")
-
-
-def info_nce(
-    queries: torch.Tensor, keys: torch.Tensor, temperature: float, ids: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Mean over rows i of ``-log(exp(cos(q_i, k_i) / t) / sum_j exp(cos(q_i, k_j) / t))``: each query's
-    own key is its positive, the other rows' keys its negatives. Rows sharing an id (``ids``) are not
-    negatives of one another. Computed in float32 whatever the autocast precision."""
-    logits = F.normalize(queries.float(), dim=-1) @ F.normalize(keys.float(), dim=-1).T / temperature
-    if ids is not None:
-        same = ids.unsqueeze(1) == ids.unsqueeze(0)
-        same.fill_diagonal_(False)
-        logits = logits.masked_fill(same, float("-inf"))
-    return F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
 
 
 def choose_masked(real: torch.Tensor, ratio: float, generator: torch.Generator | None) -> torch.Tensor:

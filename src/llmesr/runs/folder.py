@@ -141,6 +141,10 @@ class RunFolder:
     def metrics(self) -> dict[str, Any]:
         return read_json(self.file(self.METRICS), "metrics file")
 
+    def dataset_info(self) -> dict[str, Any]:
+        """``dataset.json``: what the run was trained on (statistics, fingerprint, split, groups)."""
+        return read_json(self.file(self.DATASET), "run file")
+
     def fingerprint(self) -> str | None:
         """The fingerprint of the dataset the run was trained on."""
         for name in (self.DATASET, self.METRICS):
@@ -223,7 +227,8 @@ class RunFolder:
     def write_results(
         self, metrics: dict, rank_arrays: dict[str, np.ndarray], item_table: np.ndarray
     ) -> None:
-        # Serving table: scores are [user_vector, 1] @ item_table.T (see fused_item_table).
+        # Serving table: scores are the model's serving_scores of it (see fused_item_table; one
+        # product, [user_vector, 1] @ item_table.T, unless the model fuses several).
         atomic_save_npy(self.file(self.ITEM_TABLE), item_table)
         atomic_save_npz(self.file(self.RANKS), rank_arrays)
         atomic_write_json(self.file(self.METRICS), metrics)  # last: the run is finished

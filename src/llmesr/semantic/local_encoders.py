@@ -42,20 +42,29 @@ class SentenceTransformerEncoder:
     ``normalize`` L2-normalises the output; models whose pipeline already ends in a ``Normalize``
     module are unit-norm either way, and the identity records what the vectors really are.
     ``max_seq_length`` overrides the model's own truncation length (``None`` keeps it).
+    ``backend``: ``torch`` (eager PyTorch), or ``onnx`` / ``onnx-int8`` (ONNX Runtime, see
+    :mod:`llmesr.semantic.onnx_backend`; the exported model is kept in ``onnx_dir``).
     """
 
     def __init__(
         self,
         name_or_path: str | os.PathLike[str],
         device: str = "cpu",
-        batch_size: int = 64,
+        batch_size: int = 32,
         normalize: bool = True,
         max_seq_length: int | None = None,
+        backend: str = "torch",
+        onnx_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if batch_size < 1:
             raise EncoderError(f"st: batch_size must be at least 1, got {batch_size}")
         if max_seq_length is not None and max_seq_length < 1:
             raise EncoderError(f"st: max_seq_length must be at least 1, got {max_seq_length}")
+        from llmesr.semantic.onnx_backend import check_backend
+
+        check_backend(backend)
+        if backend != "torch" and device != "cpu":
+            raise EncoderError(f"encoder_backend {backend} runs on the CPU; use backend torch on {device}")
         offline_mode()
         path = Path(name_or_path).expanduser()
         is_local = path.exists()
@@ -94,6 +103,14 @@ class SentenceTransformerEncoder:
         if prompt_name and model.prompts.get(prompt_name):
             prompt_hash = hashlib.sha256(model.prompts[prompt_name].encode()).hexdigest()[:8]
             parts.append(f"prompt={prompt_name}@{prompt_hash}")
+        self._onnx = None
+        if backend != "torch":
+            from llmesr.semantic.onnx_backend import OnnxSentencePipeline, runtime_version
+
+            folder = Path(onnx_dir) if onnx_dir is not None else Path(".llmesr_cache") / "onnx"
+            key = "|".join(parts)
+            self._onnx = OnnxSentencePipeline(model, folder, key, quantize=backend == "onnx-int8")
+            parts.append(f"backend={backend}@ort{runtime_version()}")
         self.identity: str = "|".join(parts)
 
     def _identity_name(self, folder: Path | None, name: str) -> str:
@@ -106,6 +123,8 @@ class SentenceTransformerEncoder:
         check_texts(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._onnx is not None:
+            return self._onnx.encode(list(texts), self.batch_size, self.normalize)
         vectors = self.model.encode(
             list(texts),
             batch_size=self.batch_size,
@@ -139,9 +158,11 @@ class MiniLMEncoder(SentenceTransformerEncoder):
     def __init__(
         self,
         device: str = "cpu",
-        batch_size: int = 64,
+        batch_size: int = 32,
         normalize: bool = True,
         max_seq_length: int = 256,
+        backend: str = "torch",
+        onnx_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         offline_mode()
         try:
@@ -156,6 +177,8 @@ class MiniLMEncoder(SentenceTransformerEncoder):
             batch_size=batch_size,
             normalize=normalize,
             max_seq_length=max_seq_length,
+            backend=backend,
+            onnx_dir=onnx_dir,
         )
 
     def _identity_name(self, folder: Path | None, name: str) -> str:

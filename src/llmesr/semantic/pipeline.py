@@ -12,6 +12,12 @@ Outputs, in one folder per (dataset, split, encoder, prompt templates, retrieval
 
 Every expensive step goes through the batch cache, and every file is written atomically, so a
 killed run rerun with the same settings picks up where it stopped and ends with byte-identical files.
+
+Under ``torchrun`` (``torchrun --nproc_per_node N -m llmesr.cli embed ...``, or a DDP training run
+whose embeddings are not cached yet) the ranks encode disjoint shares of the item and user batches
+into the same cache (each on its own GPU with ``encoder_device: cuda``); rank 0 then assembles the
+matrices from the cache, fits the PCA, retrieves similar users and writes the folder while the
+other ranks wait. A killed rank loses only the batch it was encoding.
 """
 
 from __future__ import annotations
@@ -31,10 +37,10 @@ from llmesr.data.split import Split
 from llmesr.errors import ConfigError
 from llmesr.io import atomic_save_npy, atomic_write_json, read_json
 from llmesr.semantic.artifacts import SemanticArtifacts
-from llmesr.semantic.cache import embed_texts
+from llmesr.semantic.cache import embed_texts, encode_share
 from llmesr.semantic.encoders import EncoderError, TextEncoder, load_precomputed, one_line
 from llmesr.semantic.pca import pca_project
-from llmesr.semantic.prompts import USER_TEMPLATE, item_prompts, item_titles, user_prompts
+from llmesr.semantic.prompts import USER_TEMPLATE, ItemPrompts, item_prompts, item_titles, user_prompts
 from llmesr.semantic.retrieval import similar_users
 
 FILES = SemanticArtifacts.files()
@@ -150,9 +156,45 @@ def run_semantic_step(
     done = _finished_manifest(out_dir, dataset, split, encoder, settings)
     if done is not None:
         return {**done, "timings": {"reused_s": 0.0}}
+    items = item_prompts(dataset.item_info, dataset.item_ids, settings.item_template, settings.domain)
+    titles = item_titles(dataset.item_info, dataset.item_ids)
+    # Training prefix only: the validation and test items never reach a user prompt.
+    users = user_prompts(split.train, titles, settings.user_template, max_items=settings.user_max_items)
+    group = _ProcessGroup.join()
+    if group.world > 1:
+        t = time.perf_counter()
+        for texts in ([] if settings.item_embeddings_file else items.texts, users):
+            encode_share(texts, encoder, cache_dir, settings.batch_size, group.rank, group.world, progress)
+        share_s = time.perf_counter() - t
+        group.barrier()  # every batch is cached now
+        if group.rank != 0:
+            group.barrier()  # rank 0 has written the folder
+            group.leave()
+            return {**read_manifest(out_dir), "timings": {"share_s": share_s}}
+    manifest = _assemble(
+        dataset, split, encoder, settings, out_dir, cache_dir, progress, item_embeddings, items, users
+    )
+    if group.world > 1:
+        group.barrier()
+        group.leave()
+    return manifest
+
+
+def _assemble(
+    dataset: SequenceDataset,
+    split: Split,
+    encoder: TextEncoder,
+    settings: SemanticSettings,
+    out_dir: Path,
+    cache_dir: Path,
+    progress: bool,
+    item_embeddings: np.ndarray | None,
+    items: ItemPrompts,
+    users: list[str],
+) -> dict:
+    """Encode (or read from the cache) both prompt sets, then PCA, retrieval and the files."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    items = item_prompts(dataset.item_info, dataset.item_ids, settings.item_template, settings.domain)
     if settings.item_embeddings_file:
         item_emb = item_embeddings if item_embeddings is not None else load_item_embeddings(settings, dataset)
     else:
@@ -160,14 +202,14 @@ def run_semantic_step(
     timings["items_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    titles = item_titles(dataset.item_info, dataset.item_ids)
-    # Training prefix only: the validation and test items never reach a user prompt.
-    users = user_prompts(split.train, titles, settings.user_template, max_items=settings.user_max_items)
     user_emb = embed_texts(users, encoder, cache_dir, settings.batch_size, progress, "users")
     timings["users_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    pca = pca_project(item_emb, settings.pca_dim)
+    try:
+        pca = pca_project(item_emb, settings.pca_dim)
+    except ValueError as err:  # a catalogue smaller than the model width
+        raise ConfigError(f"{err} (the PCA initialises the ID table: lower hidden_size)") from None
     timings["pca_s"] = time.perf_counter() - t
     t = time.perf_counter()
     neighbours = similar_users(
@@ -206,12 +248,50 @@ def run_semantic_step(
     return {**manifest, "timings": timings}
 
 
+@dataclass
+class _ProcessGroup:
+    """This process's place among the ``torchrun`` ranks (one process: rank 0 of 1)."""
+
+    rank: int = 0
+    world: int = 1
+    owned: bool = False  # the group was created here, so it is destroyed here
+
+    @classmethod
+    def join(cls) -> _ProcessGroup:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        import torch.distributed as dist
+
+        owned = not dist.is_initialized()
+        if owned:
+            dist.init_process_group(backend="gloo")
+        return cls(dist.get_rank(), dist.get_world_size(), owned)
+
+    def barrier(self) -> None:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+    def leave(self) -> None:
+        if self.owned:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _rank_device(device: str) -> str:
+    """``cuda`` under ``torchrun`` means this rank's own GPU (``LOCAL_RANK``)."""
+    local = os.environ.get("LOCAL_RANK")
+    return f"cuda:{local}" if device == "cuda" and local is not None else device
+
+
 def encoder_options(cfg) -> dict:
     """Encoder constructor options from a :class:`llmesr.config.RunConfig` (only those set)."""
     spec = cfg.encoder.split(":", 1)[0].lower()
     options: dict = {}
     if spec != "openai":
-        options["device"] = cfg.encoder_device
+        options["device"] = _rank_device(cfg.encoder_device)
     if cfg.encoder_batch_size:
         options["batch_size"] = cfg.encoder_batch_size
     if cfg.encoder_pooling:
@@ -220,7 +300,17 @@ def encoder_options(cfg) -> dict:
         options["base_url"] = cfg.encoder_url
     if cfg.encoder_api_key_env:
         options["api_key_env"] = cfg.encoder_api_key_env
+    if cfg.encoder_backend != "torch":
+        if spec not in ("minilm", "st"):
+            raise ConfigError(f"encoder_backend {cfg.encoder_backend} serves minilm and st: only, not {spec}")
+        options["backend"] = cfg.encoder_backend
+        options["onnx_dir"] = str(cache_root(cfg) / "onnx")
     return options
+
+
+def cache_root(cfg) -> Path:
+    """Where the semantic step of ``cfg`` keeps its caches."""
+    return Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root()
 
 
 def settings_from_config(cfg, pca_dim: int) -> SemanticSettings:
@@ -269,7 +359,7 @@ def embed_for_config(
     # A bad precomputed file fails before the encoder (possibly a large LLM) is loaded.
     items = load_item_embeddings(settings, dataset) if settings.item_embeddings_file else None
     encoder = make_encoder(cfg.encoder, **encoder_options(cfg))
-    root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root()
+    root = cache_root(cfg)
     folder = out_dir or artifact_dir(root, dataset, split, encoder, settings)
     manifest = run_semantic_step(
         dataset, split, encoder, settings, folder, root / "embeddings", cfg.progress, item_embeddings=items

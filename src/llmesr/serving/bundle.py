@@ -6,11 +6,13 @@ model at request time:
 - ``bundle.json``: format, model name and config, dataset name and fingerprint, encoder and prompt
   settings (to embed new items), head/tail cuts;
 - ``weights.pt``: the model's ``state_dict`` (loaded with ``weights_only=True``);
-- ``item_table.npy``: the fused item table with a bias column, scores = ``[user_vector, 1] @ table.T``;
+- ``item_table.npy``: the fused item table with a bias column, scores = ``[user_vector, 1] @ table.T``
+  (the model's ``serving_scores`` of its ``serving_users``: EnsRec's holds both members' tables);
 - ``items.parquet``: per internal item (row 0 = padding) its original id, title, training
   popularity and tail flag.
 
-Recommendations for a history are one encoder pass (the backbone) and one matrix product.
+Recommendations for a history are one encoder pass (the backbone) and one matrix product (EnsRec:
+one of each per member, fused).
 What cold start changes (items, lookups, table, cold-start set) is one immutable snapshot,
 :class:`~llmesr.serving.catalogue.Catalogue`, replaced in one assignment (see catalogue.py).
 """
@@ -137,10 +139,10 @@ class Bundle:
         n = self.meta["dataset"]["n_items"]
         if table.shape[0] != n + 1 or len(items) != n + 1:
             raise BundleError(f"{self.folder}: item table / item list do not have {n} + 1 rows")
-        if table.shape[1] != self._user_width() + 1:
+        if table.shape[1] != self._user_width():
             raise BundleError(
-                f"{self.folder / 'item_table.npy'}: {table.shape[1]} columns, but the model's user "
-                f"vectors have {self._user_width()} (+ 1 bias column)"
+                f"{self.folder / 'item_table.npy'}: {table.shape[1]} columns, but the model's serving "
+                f"rows have {self._user_width()} (user vector + 1 bias column per scored product)"
             )
         # The one mutable reference: readers take it once per request, add_item replaces it.
         self._state = Catalogue.build(items, table, ColdItems.empty(self.model.config.hidden_size))
@@ -166,11 +168,12 @@ class Bundle:
 
     @torch.inference_mode()
     def _user_width(self) -> int:
-        """Width of the model's user vectors (one history of one item through the backbone)."""
+        """Width of the model's serving rows, ``serving_users`` of a history of one item: what the
+        item table must have."""
         from llmesr.data.sequences import Sequences
 
         batch = self.model.eval_input(Sequences.from_lists([[1]]), np.arange(1))
-        return int(self.model.user_vectors(batch).shape[1])
+        return int(self.model.serving_users(batch).shape[1])
 
     # ---- the current snapshot (one read each: a request that needs several takes ``state``) -------
     @property
@@ -233,14 +236,15 @@ class Bundle:
                 "cannot read it in a history yet"
             )
         batch = self.model.eval_input(seqs, np.arange(len(rows)))
-        users = torch.cat([self.model.user_vectors(batch), torch.ones(len(rows), 1)], dim=1)
+        users = self.model.serving_users(batch)
         table, cold = state.table, state.cold
         bonus = cold.bonus(users[:, : self.model.config.hidden_size], self.cold_start_optimism)
         k = min(k, len(table) - 1)
-        if len(table) - 1 > self.faiss_threshold:
+        # The index searches inner products: only for models whose scores are one (not EnsRec's).
+        if self.model.one_product_scores and len(table) - 1 > self.faiss_threshold:
             values, ids = self._faiss_top_k(users, seqs, k, exclude_seen, state, bonus)
         else:
-            scores = users @ table.T
+            scores = self.model.serving_scores(users, table)
             scores[:, cold.ids] += bonus
             scores[:, 0] = float("-inf")
             if exclude_seen:

@@ -1,17 +1,20 @@
-"""Building what a run trains: the model from the registry (with the semantic artifacts it needs and
-the weights ``init_from`` names), on its device, and its optimiser."""
+"""Building what a run trains: the model from the registry (with the semantic artifacts it needs, the
+reference table of the run it aligns with, the weights ``init_from`` names and the parts it takes
+from finished runs), on its device, and its optimiser."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from llmesr.checkpoint import init_from_run
+from llmesr.checkpoint import init_from_run, load_member
 from llmesr.errors import ConfigError
 from llmesr.models import MODELS, SequentialRecommender, for_training, model_config
 from llmesr.runs.data import RunData
+from llmesr.runs.folder import RunFolder
 from llmesr.semantic.artifacts import SemanticArtifacts
 from llmesr.semantic.pipeline import embed_for_config, load_artifacts, load_semantic_dir
 
@@ -25,15 +28,37 @@ def create_model(cfg: Any, data: RunData) -> SequentialRecommender:
     except (TypeError, ValueError) as err:  # the model config's own checks of its settings
         raise ConfigError(f"model {cfg.model!r}: {err}") from None
     cls = MODELS[cfg.model][0]
+    source = cls.reference_run(mcfg)
+    reference = reference_table(Path(source), data) if source else None  # before the semantic step
     art = None
     if cls.needs_semantic:
         art = semantic_artifacts(cfg, data, mcfg.hidden_size, neighbours=cls.similar_users_needed(mcfg))
     try:
-        return for_training(cfg.model, mcfg, data.split.train, art)
+        model = for_training(cfg.model, mcfg, data.split.train, art)
+        if reference is not None:
+            model.set_reference_table(reference)
+        return model
     except ConfigError:
         raise
     except ValueError as err:  # models refuse inputs that do not fit them (table shapes) this way
         raise ConfigError(f"model {cfg.model!r}: {err}") from None
+
+
+def reference_table(source: Path, data: RunData) -> np.ndarray:
+    """The (n_items + 1, d) item vectors of the finished run ``source`` (its serving table without
+    the bias column), refused unless that run was trained on this very dataset."""
+    folder = RunFolder(source)
+    try:
+        folder.require_finished()
+    except ConfigError as err:
+        raise ConfigError(f"reference run: {err}") from None
+    fingerprint, expected = folder.fingerprint(), data.dataset.fingerprint()
+    if fingerprint != expected:
+        raise ConfigError(
+            f"reference run {source} was trained on another dataset (fingerprint {fingerprint}, this "
+            f"run's is {expected}); ids would not line up"
+        )
+    return folder.item_table()[:, :-1]
 
 
 def semantic_artifacts(cfg: Any, data: RunData, width: int, neighbours: int) -> SemanticArtifacts:
@@ -60,6 +85,35 @@ def start_weights(model: SequentialRecommender, cfg: Any, data: RunData) -> str 
     if not cfg.init_from:
         return None
     return init_from_run(model, cfg.model, Path(cfg.init_from), data.dataset.fingerprint())
+
+
+def member_weights(model: SequentialRecommender, data: RunData) -> list[str]:
+    """Load the parts a model takes from finished runs (its ``finished_members``: EnsRec's two) and
+    freeze them; what was loaded, for the log. Each run must be finished, on this dataset and split."""
+    loaded = []
+    for setting, (source, member) in model.finished_members().items():
+        folder = RunFolder(source)
+        try:
+            folder.require_finished()
+            folder.require_weights()
+        except ConfigError as err:
+            raise ConfigError(f"{setting}: {err}") from None
+        split = folder.dataset_info().get("split")
+        if split != data.split.protocol:
+            raise ConfigError(
+                f"{setting}: {source} was trained under the {split!r} split, this run uses "
+                f"{data.split.protocol!r}"
+            )
+        best = folder.file(RunFolder.BEST)
+        load_member(member, best, data.dataset.fingerprint(), setting)
+        member.requires_grad_(False)
+        loaded.append(f"{setting} from {best}")
+    return loaded
+
+
+def has_trainable_parameters(model: torch.nn.Module) -> bool:
+    """False for a model made wholly of finished runs' parts: it is evaluated, not trained."""
+    return any(p.requires_grad for p in model.parameters())
 
 
 def make_optimizer(model: torch.nn.Module, cfg: Any) -> torch.optim.Optimizer:

@@ -37,7 +37,13 @@ from llmesr.progress import Progress
 from llmesr.runs.data import RunData, evaluate_splits
 from llmesr.runs.folder import RunFolder
 from llmesr.training.accel import autocast, check_precision, compile_encoders, grad_scaler, resolve_device
-from llmesr.training.build import create_model, make_optimizer, start_weights
+from llmesr.training.build import (
+    create_model,
+    has_trainable_parameters,
+    make_optimizer,
+    member_weights,
+    start_weights,
+)
 from llmesr.training.distributed import init_distributed, wrap
 from llmesr.training.tracking import Tracker, epoch_metrics, final_metrics, open_tracker, require
 
@@ -90,11 +96,22 @@ class Trainer:
         loaded = start_weights(self.model, cfg, data)
         if loaded and self.dist.is_main:
             print(f"init_from: {loaded}", flush=True)
+        for member in member_weights(self.model, data):
+            if self.dist.is_main:
+                print(f"loaded {member}", flush=True)
+        # Nothing to train (an ensemble of finished runs): the model is evaluated as loaded.
+        self.trainable = has_trainable_parameters(self.model)
+        reference = self.model.reference_run(self.model.config)
+        if self.dist.is_main:
+            if reference:
+                print(f"reference item table: {reference}", flush=True)
+            print(f"trainable parameters: {self.model.trainable_parameters():,}", flush=True)
         self.model = self.model.to(self.device)
         if cfg.compile:
             compile_encoders(self.model)
         self.scaler = grad_scaler(self.device, cfg.precision)
-        self.loss_fn = wrap(self.model, self.dist)  # DDP under torchrun, the plain loss otherwise
+        # DDP under torchrun, the plain loss otherwise (DDP refuses a model with nothing to train).
+        self.loss_fn = wrap(self.model, self.dist) if self.trainable else self.model.loss
         self.optimizer = make_optimizer(self.model, cfg)
         self.state = TrainState()
         self.tracker = Tracker()
@@ -209,6 +226,15 @@ class Trainer:
         else:
             state.bad_evals += 1
 
+    def _evaluate_as_loaded(self) -> None:
+        """A model with nothing to train is its own best checkpoint, validated as epoch 0."""
+        if self.dist.is_main:
+            record: dict = {"epoch": 0}
+            self._evaluate_epoch(record)
+            self.folder.append_log(record)
+            v = record["valid"][self.cfg.select_metric]
+            tqdm.write(f"nothing to train: valid {self.cfg.select_metric} {v:.4f} as loaded")
+
     def fit(self, on_epoch: EpochHook | None = None) -> dict | None:
         """Train to the budget or early stop, then evaluate the best checkpoint: the metrics.
         None when ``on_epoch`` stopped training (nothing evaluated; rerunning resumes)."""
@@ -226,7 +252,9 @@ class Trainer:
     def _loop(self, on_epoch: EpochHook | None) -> bool:
         """The epochs still to train; True if ``on_epoch`` asked to stop."""
         cfg, state = self.cfg, self.state
-        while state.epoch < cfg.epochs and state.bad_evals < cfg.patience:
+        if not self.trainable:
+            self._evaluate_as_loaded()
+        while self.trainable and state.epoch < cfg.epochs and state.bad_evals < cfg.patience:
             t0 = time.perf_counter()
             loss = self.train_epoch()
             state.epoch += 1
