@@ -45,9 +45,10 @@ def test_two_gloo_ranks_match_one_process(tmp_path, model):
     subprocess.run(single, check=True, capture_output=True)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     ddp = [*launcher, "-m", "llmesr.cli", *train_args(data, tmp_path / "two", model, cache)]
-    done = subprocess.run(ddp, capture_output=True, text=True)
+    done = subprocess.run([*ddp, "--set", "tracking=tensorboard"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("valid   protocol") == 1  # only rank 0 reports
+    assert len(list((tmp_path / "two" / "tensorboard").iterdir())) == 1  # ... and tracks
 
     logs = {}
     for name in ("one", "two"):

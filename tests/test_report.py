@@ -204,6 +204,30 @@ def test_sections_that_need_the_dataset_are_skipped_without_it(runs, tmp_path):
     assert md.count("skipped, cannot load the dataset") == 2 and "![" not in md
 
 
+def test_tune_folders_under_the_runs_get_an_appendix_and_their_trials_are_no_runs(runs, tmp_path):
+    import yaml
+
+    for name in ("model=sasrec__seed=1", "model=llmesr__seed=1"):
+        shutil.copytree(runs / name, tmp_path / "runs" / name)
+    data = yaml.safe_load((runs / "model=sasrec__seed=1" / "config.yaml").read_text())["data"]
+    space = {
+        "base": str(Path(__file__).resolve().parents[1] / "configs" / "sasrec_ce.yaml"),
+        "fixed": {"data": data, **{k: v for k, v in TINY.items() if k not in ("epochs", "similar_k")}},
+        "space": {"lr": {"type": "float", "low": 0.001, "high": 0.01, "log": True}},
+        "budget": {"trials": 2, "max_epochs": 1},
+        "pruner": "none",
+    }
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
+    tune = tmp_path / "runs" / "tune" / "sasrec"
+    assert main(["tune", str(tmp_path / "space.yaml"), "--out", str(tune)]) == 0
+    assert main(["report", str(tmp_path / "runs")]) == 0
+    md = (tmp_path / "runs" / "report" / "report.md").read_text()
+    assert "2 runs, 2 methods" in md  # the trials are not counted as runs
+    assert "## Appendix: hyper-parameter tuning" in md
+    assert "| sasrec | sasrec | 2 | 1 | – | none | tpe | 2 / 0 / 0 | NDCG@10 " in md
+    assert "| sasrec | lr | float 0.001..0.01 (log) | 0.001 |" in md
+
+
 def test_empty_folder_is_a_clear_error(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()

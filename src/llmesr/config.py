@@ -100,12 +100,19 @@ class _DeclaredSettings:
     device: str = setting("cpu", "train", RUNTIME)  # cpu | cuda | cuda:N | auto (see training.accel)
     precision: str = setting("fp32", "train", check=one_of("fp32", "bf16", "fp16"))
     compile: bool = setting(False, "train", RUNTIME)  # torch.compile the backbone encoders
+    # Experiment tracking (training.tracking): per-epoch curves, the config and the final metrics.
+    tracking: str = setting("none", "train", RUNTIME, one_of("none", "tensorboard", "mlflow"))
+    # tensorboard: the log folder (default RUN/tensorboard); mlflow: a tracking URI (default a
+    # SQLite store RUN/mlflow.db; a server's http(s) URI when given).
+    tracking_uri: str | None = setting(None, "train", RUNTIME)
     # evaluation
     select_metric: str = setting("NDCG@10", "eval")
     ks: list[int] = setting([5, 10, 20], "eval", REPORT, POSITIVE_INTS)
     sampled_negatives: int = setting(100, "eval", check=at_least(1))
     negatives_seed: int = setting(2024, "eval", check=at_least(0))
     exclude_history: bool = setting(True, "eval")
+    # false: the final evaluation ranks the validation split only (tuning trials never read test).
+    evaluate_test: bool = setting(True, "eval", REPORT)
     groups: str = setting("pareto", "eval", REPORT, one_of("pareto", "beauty_paper", "threshold"))
     tail_user_threshold: int | None = setting(None, "eval", REPORT, at_least(1))  # tail iff length < this
     tail_item_threshold: int | None = setting(None, "eval", REPORT, at_least(1))  # tail iff popularity < this

@@ -1,5 +1,5 @@
 """The ``llmesr`` command: train, embed, evaluate, recommend, compare, report, export, serve,
-experiment, prepare, data stats.
+experiment, tune, prepare, data stats.
 
 Every user-facing error (bad data, bad config, wrong checkpoint) is one line on stderr and exit
 code 2; nothing is written for a run whose inputs are rejected. The parser is in :mod:`.parser`,
@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         "export": commands.cmd_export,
         "serve": commands.cmd_serve,
         "experiment": commands.cmd_experiment,
+        "tune": commands.cmd_tune,
         "prepare": commands.cmd_prepare,
         "data": commands.cmd_data_stats,  # "stats" is the only data subcommand so far
     }[args.command]

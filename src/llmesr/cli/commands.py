@@ -9,7 +9,7 @@ import math
 import time
 from pathlib import Path
 
-from llmesr.config import REPORT, RUNTIME, keys_with, resolve_config
+from llmesr.config import REPORT, RUNTIME, keys_with, parse_set, resolve_config
 from llmesr.errors import ConfigError
 from llmesr.evaluation import EVAL_SPLITS, format_table
 from llmesr.io import atomic_write_json, atomic_write_text, check_writable
@@ -35,7 +35,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         check_writable(Path(cfg.cache_dir), folder=True, flag="cache_dir")
     metrics = train_run(cfg, prepare_data(cfg), args.out)  # bad data fails before anything is written
     if metrics is not None:
-        for split in EVAL_SPLITS:
+        for split in (s for s in EVAL_SPLITS if s in metrics):
             print(format_table(metrics, split))
     return 0
 
@@ -77,6 +77,29 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     frame = run_grid(args.grid, jobs=args.jobs, dry_run=args.dry_run)
     runs = frame["run"].nunique() if not frame.empty else 0
     print(f"results of {runs} finished runs collected (results.csv, results.parquet)")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from llmesr.experiments.space import load_space
+    from llmesr.experiments.tune import run_tune, run_worker
+    from llmesr.experiments.tune_results import summary_lines
+
+    if args.jobs < 1:
+        raise ConfigError("--jobs must be at least 1")
+    fixed = parse_set(args.overrides) | ({"data": args.data} if args.data else {})
+    budget = {"trials": args.trials, "max_epochs": args.max_epochs, "timeout_s": args.timeout}
+    space = load_space(args.space, fixed, {k: v for k, v in budget.items() if v is not None})
+    out = args.out or space.out
+    if out is None:
+        raise ConfigError(f"{args.space} names no 'out' folder: give --out")
+    check_writable(out, folder=True)
+    data = prepare_data(space.base_config())  # bad data fails before the study is made
+    if args.worker is not None:
+        run_worker(space, data, out, args.storage, args.study, slot=args.worker)
+        return 0
+    summary = run_tune(space, data, out, args.storage, args.study, jobs=args.jobs)
+    print("\n".join(summary_lines(summary, out)))
     return 0
 
 
@@ -180,7 +203,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from llmesr.experiments.report import build_report
 
     check_writable(args.out, folder=True)
-    out = build_report(args.runs_dir, args.out, args.split, args.groups, args.baseline_free)
+    out = build_report(args.runs_dir, args.out, args.split, args.groups, args.baseline_free, args.tuning)
     print(f"wrote {out}/report.md, report.html and the figures")
     return 0
 

@@ -88,6 +88,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="runs at once (CPU threads are shared out)")
     p.add_argument("--dry-run", action="store_true", help="list what would run")
 
+    p = sub.add_parser(
+        "tune",
+        help="tune one method's settings with Optuna (resumable study; one run folder per trial)",
+        description="SPACE.yaml: base presets, fixed settings, the searched ranges and the budget "
+        "(see llmesr.experiments.space). Trials select on the validation split only; the best "
+        "settings are written to OUT/best.yaml and a grid of final runs to OUT/experiment.yaml.",
+    )
+    p.add_argument("space", type=Path, help="search space YAML (e.g. configs/tune/sasrec.yaml)")
+    p.add_argument("--out", type=Path, help="tune folder (default: the space's 'out')")
+    p.add_argument("--data", help="dataset folder/file or name (default: the space's)")
+    p.add_argument("--storage", help="SQLAlchemy URL of the study database (default: sqlite OUT/study.db)")
+    p.add_argument("--study", help="study name in the database (default: the tune folder's name)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes sharing the study")
+    p.add_argument("--trials", type=int, help="budget: trials that finish (overrides the space's)")
+    p.add_argument("--max-epochs", type=int, help="budget: epochs per trial at most")
+    p.add_argument("--timeout", type=float, help="budget: start no trial after this many seconds")
+    p.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # --jobs: one worker of a tune
+    _set_arg(p, "a setting every trial shares, e.g. --set threads=1 (repeatable)")
+
     p = sub.add_parser("export", help="export a run's best model as a self-contained serving bundle")
     p.add_argument("run", type=Path)
     p.add_argument("--out", type=Path, required=True, help="bundle folder")
@@ -125,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="head/tail rule (default: the one each run was trained with)",
     )
     p.add_argument("--baseline-free", action="store_true", help="report the LLM-ESR runs alone")
+    p.add_argument(
+        "--tuning", action="append", type=Path, default=[], metavar="TUNE_DIR",
+        help="a llmesr tune folder for the appendix (repeatable; those under RUNS_DIR are found)",
+    )
 
     p = sub.add_parser(
         "prepare",

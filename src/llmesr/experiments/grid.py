@@ -9,6 +9,9 @@
     out: runs/table1                         # run folders go under here
     when:                                    # overrides for the runs with one grid value (optional)
       model=melt: {init_from: "{out}/model=sasrec__seed={seed}"}
+    tune:                                    # tune each method with one budget first (optional)
+      spaces: {sasrec: configs/tune/sasrec.yaml, llmesr: configs/tune/llmesr.yaml}
+      budget: {trials: 12, max_epochs: 10}
 
 String values of ``set`` and ``when`` may name ``{out}`` and any grid key (``{seed}``), filled in
 per run. A run that reads another run of the grid (``init_from``, LLMEmb's ``align_from``: the
@@ -20,6 +23,10 @@ share of the CPU threads) writing ``OUT/<key=value__...>/``. A rerun skips runs 
 collected into ``OUT/results.csv`` and ``results.parquet``: one row per run, split, protocol,
 head/tail group and metric. Every run's configuration is resolved before anything starts, so a
 typo in the grid fails at once, naming the key.
+
+With ``tune:`` (see :mod:`llmesr.experiments.grid_tune`) each listed method is tuned by
+``llmesr tune`` before its runs start, all with the same budget, and its runs train with the
+tune's ``best.yaml`` after ``configs``.
 
 ``set`` and ``when`` are shared by every run of the grid: a model setting that a run's model does
 not read (``distill_weight`` on a SASRec run) is left out of that run, not refused.
@@ -41,6 +48,7 @@ import yaml
 from llmesr.config import RUN_KEYS, RunConfig, apply_overrides, inapplicable, resolve_config
 from llmesr.errors import ConfigError
 from llmesr.evaluation import EVAL_SPLITS, GROUPS, PROTOCOLS
+from llmesr.experiments.grid_tune import GridTuning, load_tuning
 from llmesr.io import atomic_write_parquet, atomic_write_text, read_yaml
 from llmesr.runs import RunFolder
 
@@ -54,13 +62,13 @@ class GridRun:
     sources: tuple[Path, ...] = ()  # the run folders it reads (init_from, align_from), resolved
 
 
-def load_grid(path: Path) -> tuple[list[GridRun], Path]:
+def load_grid(path: Path) -> tuple[list[GridRun], Path, GridTuning | None]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such grid file: {path}")
     # An empty (e.g. truncated) file would otherwise launch one run with every default setting.
     spec = read_yaml(path, "grid file", allow_empty=False)
-    unknown = set(spec) - {"configs", "set", "grid", "out", "when"}
+    unknown = set(spec) - {"configs", "set", "grid", "out", "when", "tune"}
     if unknown:
         raise ConfigError(f"{path}: unknown grid key(s) {', '.join(sorted(map(str, unknown)))}")
     grid = spec.get("grid") or {}
@@ -90,6 +98,7 @@ def load_grid(path: Path) -> tuple[list[GridRun], Path]:
         configs.append(found)
     out = Path(spec.get("out") or path.with_suffix(""))
     when = _conditions(spec.get("when") or {}, grid, path)
+    tuning = load_tuning(spec.get("tune"), grid, fixed, out, path)
     runs = []
     keys = list(grid)
     presets = resolve_config(configs)  # what the config files alone set (which model, for one)
@@ -105,13 +114,17 @@ def load_grid(path: Path) -> tuple[list[GridRun], Path]:
         unread = set(inapplicable(model, set(overrides)))
         overrides = {k: v for k, v in overrides.items() if k not in unread}
         sets = [f"{k}={_text(v)}" for k, v in overrides.items()]
-        resolve_config(configs, sets)  # fail now, naming the key, rather than mid-grid
+        best = tuning.best_config(settings) if tuning else None
+        run_configs = [*configs, best] if best else configs
+        # Fail now, naming the key, rather than mid-grid (a tune's best.yaml once it is written).
+        resolve_config([c for c in run_configs if c.exists()], sets)
         name = "__".join(f"{k}={_text(v)}" for k, v in settings.items()) or "run"
         folder = out / name
-        args = [*(a for c in configs for a in ("--config", str(c))), *(a for s in sets for a in ("--set", s))]
+        args = [a for c in run_configs for a in ("--config", str(c))]
+        args += [a for s in sets for a in ("--set", s)]
         sources = tuple(Path(str(overrides[k])).resolve() for k in RUN_KEYS if overrides.get(k))
         runs.append(GridRun(name, folder, settings, ["--out", str(folder), *args], sources))
-    return runs, out
+    return runs, out, tuning
 
 
 def _conditions(when, grid: dict, path: Path) -> dict[tuple[str, str], dict]:
@@ -146,7 +159,11 @@ def _text(value) -> str:
 
 
 def run_grid(path: Path, jobs: int = 1, dry_run: bool = False) -> pd.DataFrame:
-    runs, out = load_grid(path)
+    runs, out, tuning = load_grid(path)
+    if tuning is not None:
+        tuning.run(jobs, dry_run)
+        if not dry_run:
+            runs, out, _ = load_grid(path)  # now with the tunes' best settings, checked
     todo = [r for r in runs if not RunFolder(r.folder).is_finished()]
     print(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} finished, {len(todo)} to run -> {out}")
     waves = _waves(todo)  # runs that read another run of the grid wait for it
@@ -207,7 +224,7 @@ def collect(runs: list[GridRun], out: Path) -> pd.DataFrame:
         metrics = folder.metrics()
         for split in EVAL_SPLITS:
             for protocol in PROTOCOLS:
-                result = metrics[split].get(protocol)
+                result = metrics.get(split, {}).get(protocol)
                 if result is None:
                     continue
                 for group in GROUPS:

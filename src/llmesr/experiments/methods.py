@@ -29,6 +29,7 @@ from llmesr.data.groups import groups_from_preset, named_groups
 from llmesr.errors import ConfigError
 from llmesr.experiments.compare import RunRanks
 from llmesr.experiments.plots import value_text
+from llmesr.experiments.tune_folder import TuneFolder
 from llmesr.models import MODELS
 from llmesr.models.base import WrapperConfig
 from llmesr.runs import RunData, RunFolder, prepare_data
@@ -127,7 +128,8 @@ class Method:
 def find_runs(root: Path) -> list[Path]:
     """Finished run folders at any depth under ``root``. Symbolic links are followed, so a report
     can gather runs from several grids; a run folder is not searched further, and each real folder
-    is visited once (no link cycles)."""
+    is visited once (no link cycles). Tune folders (``llmesr tune``) are not searched: their trials
+    are no runs of a method."""
     found, seen = [], set()
     for folder, subfolders, _ in os.walk(root, followlinks=True):
         real = os.path.realpath(folder)
@@ -135,6 +137,9 @@ def find_runs(root: Path) -> list[Path]:
             subfolders.clear()
             continue
         seen.add(real)
+        if TuneFolder(folder).is_tune_folder():  # trials: validation only, listed in the appendix
+            subfolders.clear()
+            continue
         if RunFolder(folder).is_finished():
             found.append(Path(folder))
             subfolders.clear()

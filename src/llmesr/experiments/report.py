@@ -13,6 +13,8 @@ Sections, each omitted with a one-line note when no run fits it:
    the "w/o self-distillation" ablation and a point of the α curve).
 4. NDCG@10 per quantile group of user history length and of target-item popularity (Figure 3).
 5. t-SNE of SASRec's and LLM-ESR's item embeddings coloured by popularity (Figure 4).
+6. Appendix, when tune folders are under RUNS_DIR or given (``--tuning``): each tuned method's
+   search space, budget and chosen values (``llmesr.experiments.tune_folder``).
 
 All statistics come from ``llmesr.experiments.compare`` (mean ± sd over seeds, paired t-test on the
 seed-averaged per-user metric). ``--baseline-free`` reports the LLM-ESR runs alone (baselines under
@@ -49,6 +51,7 @@ from llmesr.experiments.methods import (
     settings_key,
 )
 from llmesr.experiments.plots import LINE_GROUPS, group_bars, sensitivity_plot, tsne_plot, value_text
+from llmesr.experiments.tune_folder import TuneFolder, find_tune_folders, tuning_appendix
 from llmesr.runs import RunFolder
 
 SENSITIVITY = {"distill_weight": "α (distill_weight)", "distill_users": "N (distill_users)"}
@@ -345,9 +348,15 @@ def build_report(
     split: str = "test",
     groups: str | None = None,
     baseline_free: bool = False,
+    tuning: list[Path] = (),
 ) -> Path:
-    """Write report.md, report.html and the PNGs into ``out`` (default RUNS_DIR/report)."""
+    """Write report.md, report.html and the PNGs into ``out`` (default RUNS_DIR/report). Tune
+    folders under RUNS_DIR and those in ``tuning`` get an appendix (spaces, budgets, choices)."""
     runs_dir = Path(runs_dir)
+    for folder in tuning:
+        if not TuneFolder(folder).file(TuneFolder.SUMMARY).exists():
+            raise ConfigError(f"--tuning {folder}: not a finished tune folder (no {TuneFolder.SUMMARY})")
+    tuned = list(dict.fromkeys([*map(Path, tuning), *find_tune_folders(runs_dir)]))
     paths = find_runs(runs_dir)
     if not paths:
         marker = RunFolder.METRICS
@@ -378,6 +387,8 @@ def build_report(
                 parts += section(methods, cache, split, stage)
             except DataUnavailable as err:
                 parts.append(Note(f"{section.__name__}: skipped, {err}."))
+        if tuned:
+            parts += tuning_appendix(tuned)
         write_report(parts, stage, title=f"LLM-ESR report: {runs_dir.name}")
         out.mkdir(exist_ok=True)
         for file in sorted(stage.iterdir()):  # figures first, report.md / report.html last

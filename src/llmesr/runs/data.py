@@ -94,10 +94,16 @@ def evaluate_split(model: Scorer, data: RunData, cfg: Any, name: str) -> tuple[d
     return metrics, ranks
 
 
+def final_splits(cfg: Any) -> tuple[str, ...]:
+    """The splits a run's final evaluation ranks: validation and test, or validation alone when
+    ``evaluate_test`` is off (tuning trials select on validation and never read the test split)."""
+    return EVAL_SPLITS if cfg.evaluate_test else ("valid",)
+
+
 def evaluate_splits(model: Scorer, data: RunData, cfg: Any) -> tuple[dict, dict[str, np.ndarray]]:
-    """Metrics of the validation and test splits, and the ``ranks.npz`` arrays behind them."""
+    """Metrics of the final splits (:func:`final_splits`) and the ``ranks.npz`` arrays behind them."""
     metrics, arrays = {}, {}
-    for name in EVAL_SPLITS:
+    for name in final_splits(cfg):
         metrics[name], ranks = evaluate_split(model, data, cfg, name)
         arrays.update(rank_arrays(data, name, ranks))
     return metrics, arrays
@@ -117,7 +123,7 @@ def rank_arrays(data: RunData, name: str, ranks: dict[str, np.ndarray]) -> dict[
 
 
 def run_metrics(model: Scorer, data: RunData, cfg: Any) -> dict:
-    """What ``llmesr evaluate`` reports: both splits, both protocols, every group."""
+    """What ``llmesr evaluate`` reports: the final splits, both protocols, every group."""
     return {"model": cfg.model, "dataset": data.dataset_info(), **evaluate_splits(model, data, cfg)[0]}
 
 

@@ -75,6 +75,10 @@ class RunFolder:
     RANKS = "ranks.npz"
     METRICS = "metrics.json"
     TRAIN_LOG = "train.log"  # llmesr experiment: the output of the run's llmesr train process
+    TENSORBOARD = "tensorboard"  # tracking=tensorboard: the event files (tensorboard --logdir RUN)
+    MLFLOW_DB = "mlflow.db"  # tracking=mlflow without tracking_uri: the local SQLite store
+    MLFLOW_ARTIFACTS = "mlartifacts"  # ... and its artifact folder
+    TRACKING = "tracking.json"  # which tracker run this folder logs to (a resume continues it)
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)

@@ -27,9 +27,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from llmesr.io import atomic_save_npy, atomic_write_text
+from llmesr.progress import Progress
 from llmesr.semantic.encoders import EncoderError, TextEncoder
 
 # Temp files older than this are leftovers of a killed run (a live writer finishes a batch file
@@ -52,11 +52,13 @@ def embed_texts(
     cache_dir: Path,
     batch_size: int = 256,
     progress: bool = True,
+    label: str = "texts",
 ) -> np.ndarray:
-    """``encoder.encode(texts)`` as float32 ``(len(texts), encoder.dim)``, batch by batch via the cache."""
+    """``encoder.encode(texts)`` as float32 ``(len(texts), encoder.dim)``, batch by batch via the cache.
+    ``progress``: a bar on a terminal, else one line naming ``label`` when done."""
     plan, folder = _prepare(texts, encoder, cache_dir, batch_size)
     out = np.empty((len(texts), int(encoder.dim)), dtype=np.float32)
-    for rows, vectors in _fill(texts, plan, encoder, folder, progress, "embedding"):
+    for rows, vectors in _fill(texts, plan, encoder, folder, progress, f"embedding {label}"):
         out[rows] = vectors
     return out
 
@@ -101,8 +103,10 @@ def _fill(
     (and then cached)."""
     dim = int(encoder.dim)
     n_cached = 0
-    bar = tqdm(plan, total=len(plan), desc=desc, unit="batch", disable=not progress)
-    for rows in bar:
+    batches = Progress(progress).over(
+        plan, desc, "batches", len(plan), detail=lambda: f"{n_cached} from the cache"
+    )
+    for rows in batches:
         batch = [texts[i] for i in rows]
         path = folder / f"{batch_key(encoder.identity, batch)}.npy"
         vectors = _load_valid(path, (len(batch), dim))
@@ -111,9 +115,7 @@ def _fill(
             atomic_save_npy(path, vectors)
         else:
             n_cached += 1
-        bar.set_postfix(cached=n_cached, refresh=False)
         yield rows, vectors
-    bar.close()
 
 
 def cache_folder(cache_dir: Path, identity: str) -> Path:

@@ -198,11 +198,11 @@ def _assemble(
     if settings.item_embeddings_file:
         item_emb = item_embeddings if item_embeddings is not None else load_item_embeddings(settings, dataset)
     else:
-        item_emb = embed_texts(items.texts, encoder, cache_dir, settings.batch_size, progress)
+        item_emb = embed_texts(items.texts, encoder, cache_dir, settings.batch_size, progress, "items")
     timings["items_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    user_emb = embed_texts(users, encoder, cache_dir, settings.batch_size, progress)
+    user_emb = embed_texts(users, encoder, cache_dir, settings.batch_size, progress, "users")
     timings["users_s"] = time.perf_counter() - t
 
     t = time.perf_counter()

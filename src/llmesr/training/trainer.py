@@ -1,5 +1,10 @@
 """The training loop: Adam, early stopping on validation, best + last checkpoints, exact resume.
 
+A caller may pass ``fit`` an *epoch hook*, called after each epoch is logged and saved; it returns
+True to stop there (tuning prunes a trial this way): the folder stays resumable, and no final
+evaluation is made. Tracking (``tracking: tensorboard | mlflow``) goes through
+:mod:`llmesr.training.tracking`, on the main process only.
+
 Determinism: every source of randomness in epoch ``e`` (batch order, negatives, masks, dropout)
 is seeded from ``(seed, e)``, so an interrupted run resumed from its last checkpoint follows
 exactly the path of an uninterrupted one. Everything the loop carries between epochs is one
@@ -8,8 +13,8 @@ exactly the path of an uninterrupted one. Everything the loop carries between ep
 
 from __future__ import annotations
 
-import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,7 @@ from llmesr.checkpoint import (
 from llmesr.data.batching import epoch_batches
 from llmesr.errors import ConfigError
 from llmesr.evaluation import rank_targets, summarize
+from llmesr.progress import Progress
 from llmesr.runs.data import RunData, evaluate_splits
 from llmesr.runs.folder import RunFolder
 from llmesr.training.accel import autocast, check_precision, compile_encoders, grad_scaler, resolve_device
@@ -39,6 +45,10 @@ from llmesr.training.build import (
     start_weights,
 )
 from llmesr.training.distributed import init_distributed, wrap
+from llmesr.training.tracking import Tracker, epoch_metrics, final_metrics, open_tracker, require
+
+# Called on the main process with each epoch's log record (after last.pt is saved); True stops.
+EpochHook = Callable[[dict[str, Any]], bool]
 
 
 @dataclass
@@ -56,12 +66,6 @@ class TrainState:
         if not (isinstance(values, dict) and all(k in values for k in names)):
             raise CheckpointError(f"{path}: not a resumable checkpoint (no training progress)")
         return cls(**{k: values[k] for k in names})
-
-
-def show_progress(enabled: bool) -> bool:
-    """Progress bars only on a terminal: in a log file they are thousands of carriage returns; the
-    one line per epoch is printed either way."""
-    return enabled and sys.stderr.isatty()
 
 
 class Trainer:
@@ -86,6 +90,7 @@ class Trainer:
                 "(leave_one_out needs users with 3 interactions or more): nothing to select the model on"
             )
         self.folder.check_same_settings(cfg)
+        require(cfg.tracking)
         self.dist = init_distributed(self.device)
         self.model = create_model(cfg, data)
         loaded = start_weights(self.model, cfg, data)
@@ -109,6 +114,7 @@ class Trainer:
         self.loss_fn = wrap(self.model, self.dist) if self.trainable else self.model.loss
         self.optimizer = make_optimizer(self.model, cfg)
         self.state = TrainState()
+        self.tracker = Tracker()
 
     # ---- checkpoints ------------------------------------------------------------------------
     def _checkpoint_meta(self) -> dict:
@@ -154,6 +160,8 @@ class Trainer:
         resumed = self._resume()
         if self.dist.is_main:
             self.folder.start(self.cfg, self.data.dataset_info(), resumed)
+            self.tracker = open_tracker(self.cfg, self.folder, resumed)
+            self.tracker.log_config(self.cfg.to_dict())
 
     # ---- loop -------------------------------------------------------------------------------
     def train_epoch(self) -> float:
@@ -173,7 +181,8 @@ class Trainer:
         model.start_epoch(epoch)
         model.train()
         total = 0.0
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}", leave=False, disable=not show_progress(cfg.progress))
+        # A bar on a terminal only; the one line per epoch (_end_epoch) is printed either way.
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}", leave=False, disable=not Progress(cfg.progress).bars)
         world = self.dist.world
         for rows in bar:
             if len(rows) < world:  # every rank sees the same batches, so all skip it together
@@ -226,8 +235,22 @@ class Trainer:
             v = record["valid"][self.cfg.select_metric]
             tqdm.write(f"nothing to train: valid {self.cfg.select_metric} {v:.4f} as loaded")
 
-    def fit(self) -> dict:
+    def fit(self, on_epoch: EpochHook | None = None) -> dict | None:
+        """Train to the budget or early stop, then evaluate the best checkpoint: the metrics.
+        None when ``on_epoch`` stopped training (nothing evaluated; rerunning resumes)."""
         self._start()
+        finished = False
+        try:
+            stopped = self._loop(on_epoch)
+            self.dist.barrier()
+            metrics = self.finish() if self.dist.is_main and not stopped else None
+            finished = not stopped
+            return None if stopped else self.dist.broadcast(metrics)
+        finally:
+            self.tracker.close(finished)
+
+    def _loop(self, on_epoch: EpochHook | None) -> bool:
+        """The epochs still to train; True if ``on_epoch`` asked to stop."""
         cfg, state = self.cfg, self.state
         if not self.trainable:
             self._evaluate_as_loaded()
@@ -242,23 +265,29 @@ class Trainer:
             state.best_score, state.best_epoch, state.bad_evals = self.dist.broadcast(
                 (state.best_score, state.best_epoch, state.bad_evals)
             )
-            if not self.dist.is_main:
-                continue
-            self.folder.append_log(record)
-            extra = {"optimizer": self.optimizer.state_dict(), "progress": asdict(state)}
-            self._save(RunFolder.LAST, {**extra, "model_state": self.model.training_state()})
-            v = record.get("valid", {})
-            tqdm.write(
-                f"epoch {state.epoch}: loss {loss:.4f}  valid {cfg.select_metric} "
-                f"{v.get(cfg.select_metric, float('nan')):.4f}  best {state.best_score:.4f} "
-                f"@ {state.best_epoch}  ({record['train_seconds']:.1f}s)"
-            )
-        self.dist.barrier()
-        metrics = self.finish() if self.dist.is_main else None
-        return self.dist.broadcast(metrics)
+            stop = self.dist.is_main and self._end_epoch(record, on_epoch)
+            if self.dist.broadcast(stop):
+                return True
+        return False
+
+    def _end_epoch(self, record: dict, on_epoch: EpochHook | None) -> bool:
+        """Main process: log and save the epoch, print its line; the hook's answer."""
+        cfg, state = self.cfg, self.state
+        self.folder.append_log(record)
+        extra = {"optimizer": self.optimizer.state_dict(), "progress": asdict(state)}
+        self._save(RunFolder.LAST, {**extra, "model_state": self.model.training_state()})
+        self.tracker.log_metrics(epoch_metrics(record, self.optimizer.param_groups[0]["lr"]), state.epoch)
+        v = record.get("valid", {})
+        tqdm.write(
+            f"epoch {state.epoch}: loss {record['loss']:.4f}  valid {cfg.select_metric} "
+            f"{v.get(cfg.select_metric, float('nan')):.4f}  best {state.best_score:.4f} "
+            f"@ {state.best_epoch}  ({record['train_seconds']:.1f}s)"
+        )
+        return bool(on_epoch and on_epoch(record))
 
     def finish(self) -> dict:
-        """Evaluate the best checkpoint on validation and test under both protocols -> metrics.json."""
+        """Evaluate the best checkpoint on the final splits (validation and test, or validation
+        alone with ``evaluate_test: false``) under both protocols -> metrics.json."""
         model = self.folder.load_best_model(self.cfg, self.data).to(self.device)
         metrics = {
             "model": self.cfg.model,
@@ -269,6 +298,7 @@ class Trainer:
         per_split, arrays = evaluate_splits(model, self.data, self.cfg)
         metrics.update(per_split)
         self.folder.write_results(metrics, arrays, model.fused_item_table().cpu().numpy())
+        self.tracker.log_metrics(final_metrics(metrics), self.state.epoch)
         return metrics
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from llmesr.data.parsing import DataFormatError
-from llmesr.data.prepare.progress import Progress
 from llmesr.data.prepare.rawfile import decode_record, field_values, numbered_lines
 from llmesr.data.prepare.source import Source
+from llmesr.progress import Progress
 
 
 @dataclass

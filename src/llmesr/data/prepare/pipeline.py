@@ -21,10 +21,10 @@ from llmesr.data.prepare.filters import Filters, core_mask, first_of_repeated_pa
 from llmesr.data.prepare.ids import Numbered, StageCount, count_stage, number_ids
 from llmesr.data.prepare.metadata import ItemText, read_item_text
 from llmesr.data.prepare.output import check_output_folder, jsonl_text, sequences_text, write_folder
-from llmesr.data.prepare.progress import Progress
 from llmesr.data.prepare.reviews import RawInteractions, read_reviews
 from llmesr.data.prepare.source import Source
 from llmesr.data.prepare.sources import get_source
+from llmesr.progress import Progress
 
 
 def prepare(

@@ -16,9 +16,9 @@ import numpy as np
 
 from llmesr.data.parsing import DataFormatError
 from llmesr.data.prepare.filters import Filters
-from llmesr.data.prepare.progress import Progress
 from llmesr.data.prepare.rawfile import records
 from llmesr.data.prepare.source import Source
+from llmesr.progress import Progress
 
 
 @dataclass
