@@ -19,7 +19,7 @@ from typing import Any
 
 from llmesr.data.sequences import Sequences
 from llmesr.models.alphafuse import AlphaFuse, AlphaFuseConfig
-from llmesr.models.base import BackboneConfig, BackboneWrapper, SequentialRecommender, WrapperConfig
+from llmesr.models.base import BackboneConfig, SequentialRecommender, WrapperConfig
 from llmesr.models.bert4rec import BERT4Rec, BERT4RecConfig
 from llmesr.models.cities import CITIES, CITIESConfig
 from llmesr.models.ensrec import EnsRec, EnsRecConfig
@@ -31,6 +31,7 @@ from llmesr.models.melt import MELT, MELTConfig
 from llmesr.models.rlmrec import RLMRec, RLMRecConfig
 from llmesr.models.sasrec import SASRec, SASRecConfig
 from llmesr.models.textrec import TextRec, TextRecConfig
+from llmesr.models.wrapper import BackboneWrapper
 from llmesr.semantic.artifacts import SemanticArtifacts
 
 MODELS: dict[str, tuple[type[SequentialRecommender], type[BackboneConfig]]] = {}

@@ -57,7 +57,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmesr.data.sequences import Sequences
-from llmesr.models.base import BackboneBuilder, BackboneWrapper, ItemTable, WrapperConfig
+from llmesr.models.base import WrapperConfig
+from llmesr.models.wrapper import BackboneBuilder, BackboneWrapper, ItemTable
 from llmesr.semantic.artifacts import SemanticArtifacts
 
 # A direction whose variance is below this share of the largest is numerically constant over the

@@ -64,8 +64,9 @@ from torch import nn
 
 from llmesr.data.groups import item_popularity, pareto_cut
 from llmesr.data.sequences import Sequences
-from llmesr.models.base import BackboneBuilder, BackboneWrapper, SequentialRecommender, WrapperConfig
+from llmesr.models.base import SequentialRecommender, WrapperConfig
 from llmesr.models.transformer import TransformerEncoder
+from llmesr.models.wrapper import BackboneBuilder, BackboneWrapper
 
 # Tail occurrences go through ``f`` this many at a time in ``end_epoch`` (bounds memory only).
 INFER_CHUNK = 8192

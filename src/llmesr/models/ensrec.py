@@ -40,8 +40,9 @@ import numpy as np
 import torch
 
 from llmesr.data.sequences import Sequences
-from llmesr.models.base import BackboneBuilder, BackboneWrapper, SequentialRecommender, WrapperConfig
+from llmesr.models.base import SequentialRecommender, WrapperConfig
 from llmesr.models.textrec import TextRec, TextRecConfig
+from llmesr.models.wrapper import BackboneBuilder, BackboneWrapper
 from llmesr.semantic.artifacts import SemanticArtifacts
 
 

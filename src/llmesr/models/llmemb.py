@@ -54,9 +54,10 @@ import torch
 from torch import nn
 
 from llmesr.data.sequences import Sequences
-from llmesr.models.base import BackboneBuilder, BackboneWrapper, ItemTable, WrapperConfig
+from llmesr.models.base import WrapperConfig
 from llmesr.models.llmesr import LinearAdapter
 from llmesr.models.losses import info_nce
+from llmesr.models.wrapper import BackboneBuilder, BackboneWrapper, ItemTable
 from llmesr.semantic.artifacts import SemanticArtifacts
 
 

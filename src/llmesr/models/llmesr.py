@@ -31,8 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmesr.data.sequences import Sequences
-from llmesr.models.base import BackboneBuilder, BackboneWrapper, SequentialRecommender, WrapperConfig
+from llmesr.models.base import SequentialRecommender, WrapperConfig
 from llmesr.models.transformer import attend, attention_mask
+from llmesr.models.wrapper import BackboneBuilder, BackboneWrapper
 from llmesr.semantic.artifacts import SemanticArtifacts
 
 

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from llmesr.data.sequences import Sequences
-from llmesr.models.base import BackboneBuilder, BackboneWrapper, WrapperConfig
+from llmesr.models.base import WrapperConfig
+from llmesr.models.wrapper import BackboneBuilder, BackboneWrapper
 from llmesr.semantic.artifacts import SemanticArtifacts
 
 

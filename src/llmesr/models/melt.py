@@ -72,7 +72,8 @@ from torch import nn
 
 from llmesr.data.groups import item_popularity, pareto_cut
 from llmesr.data.sequences import Sequences, ragged_index
-from llmesr.models.base import BackboneBuilder, BackboneWrapper, WrapperConfig
+from llmesr.models.base import WrapperConfig
+from llmesr.models.wrapper import BackboneBuilder, BackboneWrapper
 
 ITEM_SPAN = 50  # popularity range above the item cut over which the item curriculum sweeps (authors)
 REBUILD_BATCH = 1024  # contexts encoded per call when rebuilding tail rows

@@ -62,8 +62,9 @@ import torch
 from torch import nn
 
 from llmesr.data.sequences import Sequences
-from llmesr.models.base import BackboneBuilder, BackboneWrapper, WrapperConfig
+from llmesr.models.base import WrapperConfig
 from llmesr.models.losses import info_nce
+from llmesr.models.wrapper import BackboneBuilder, BackboneWrapper
 from llmesr.semantic.artifacts import SemanticArtifacts
 
 # variant -> (weight, temperature): the authors' settings for their Amazon data (LightGCN configs).

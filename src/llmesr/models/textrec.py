@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from llmesr.data.sequences import Sequences
-from llmesr.models.base import BackboneBuilder, BackboneWrapper, SequentialRecommender, WrapperConfig
+from llmesr.models.base import SequentialRecommender, WrapperConfig
+from llmesr.models.wrapper import BackboneBuilder, BackboneWrapper
 from llmesr.semantic.artifacts import SemanticArtifacts
 
 
