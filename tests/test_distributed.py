@@ -61,3 +61,20 @@ def test_two_gloo_ranks_match_one_process(tmp_path, model):
     for split in ("valid", "test"):
         for metric, value in one[split]["full"]["overall"].items():
             assert two[split]["full"]["overall"][metric] == pytest.approx(value, abs=1e-3), (split, metric)
+
+
+def test_two_gloo_ranks_evaluate_exactly_as_one_process(tmp_path):
+    """``torchrun ... llmesr evaluate``: each rank ranks its share of users and rank 0 gathers the
+    ranks; the metrics (both protocols, every group, both splits) are those of one process, bitwise."""
+    data = write_sequences_dir(tmp_path / "data", patterned_rows(150, 40, seed=3))
+    run = tmp_path / "run"
+    train = [*train_args(data, run, "sasrec", tmp_path / "cache"), "--epochs", "1"]  # the last --epochs wins
+    subprocess.run([sys.executable, "-m", "llmesr.cli", *train], check=True, capture_output=True)
+    evaluate = ["-m", "llmesr.cli", "evaluate", str(run), "--out"]
+    subprocess.run([sys.executable, *evaluate, str(tmp_path / "one.json")], check=True, capture_output=True)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run([*launcher, *evaluate, str(tmp_path / "two.json")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count('"model"') == 1  # rank 0 alone prints
+    one, two = (json.loads((tmp_path / name).read_text()) for name in ("one.json", "two.json"))
+    assert two == one

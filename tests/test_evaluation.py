@@ -380,3 +380,48 @@ def test_evaluate_reports_groups() -> None:
     assert out["groups"]["tail_user"] == {"count": 1, "HR@1": 1.0, "NDCG@1": 1.0, "MRR@1": 1.0}
     assert out["groups"]["head_user"] == {"count": 1, "HR@1": 0.0, "NDCG@1": 0.0, "MRR@1": 0.0}
     assert out["groups"]["tail_item"]["count"] == 0 and out["groups"]["tail_item"]["HR@1"] is None
+
+
+# ----------------------------------------------------------------------------------------------
+# Column-block ranking (models whose scores are one product) against the full score matrix
+# ----------------------------------------------------------------------------------------------
+
+
+class FactorModel(TableModel):
+    """A table model whose table is ``users @ items.T + bias``, offered as ``score_factors`` too:
+    evaluation then ranks in column blocks; the inherited ``score_all`` is the full-matrix path."""
+
+    def __init__(self, split: EvalSplit, users: torch.Tensor, items: torch.Tensor, bias: torch.Tensor):
+        scores = users @ items.T + bias
+        scores[:, 0] = -INF
+        super().__init__(split, scores)
+        self.factors = users, items, bias
+
+    def score_factors(self, seq: torch.Tensor):
+        idx = [self.lookup[tuple(i for i in row if i)] for row in seq.tolist()]
+        users, items, bias = self.factors
+        return users[idx], items, bias
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("exclude_history", [True, False])
+def test_block_ranks_equal_full_matrix_ranks(seed: int, exclude_history: bool) -> None:
+    """Small integer factors make many exact ties; a NaN user, targets inside the history and
+    blocks narrower than the catalogue exercise every rule of the pessimistic rank."""
+    split, _ = _random_split(seed, n_users=60, n_items=700)
+    gen = torch.Generator().manual_seed(seed)
+    users = torch.randint(-2, 3, (len(split), 4), generator=gen).float()
+    users[5, 1] = float("nan")
+    items = torch.randint(-2, 3, (701, 4), generator=gen).float()
+    bias = torch.randint(0, 2, (701,), generator=gen).float()
+    split.targets[:3] = split.inputs.row(0)[0], split.inputs.row(1)[-1], split.inputs.row(2)[0]
+    blocks = FactorModel(split, users, items, bias)
+    rows = TableModel(split, blocks.table)
+    negatives = torch.randint(1, 701, (len(split), 9), generator=gen)
+    for batch_size in (7, 1024):
+        options = {"negatives": negatives, "exclude_history": exclude_history, "batch_size": batch_size}
+        got, want = rank_targets(blocks, split, **options), rank_targets(rows, split, **options)
+        assert got.keys() == want.keys()
+        for protocol in want:
+            np.testing.assert_array_equal(got[protocol], want[protocol])
+    assert blocks.batch_widths == []  # the block path never asked for whole score rows

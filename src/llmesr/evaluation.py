@@ -20,6 +20,8 @@ from llmesr.data.groups import HeadTailGroups, named_groups
 from llmesr.data.negatives import sample_negatives
 from llmesr.data.sequences import Sequences, ragged_index
 from llmesr.data.split import EvalSplit
+from llmesr.parallel import DistContext
+from llmesr.ranking import rank_in_blocks
 
 PROTOCOLS = ("full", "sampled")
 EVAL_SPLITS = ("valid", "test")
@@ -97,13 +99,19 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return first.device if first is not None else torch.device("cpu")
 
 
-def exclude_items(scores: torch.Tensor, history: Sequences, rows: np.ndarray) -> None:
-    """Set the score of every item in each row's history to -inf, in place."""
+def history_pairs(
+    history: Sequences, rows: np.ndarray, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(batch_rows, items)``: every item of each row's history, as positions in the batch."""
     lengths = history.lengths[rows]
     items = history.items[ragged_index(history.offsets[rows], lengths)]
     batch_rows = np.repeat(np.arange(len(rows)), lengths)
-    index = (torch.from_numpy(batch_rows).to(scores.device), torch.from_numpy(items).to(scores.device))
-    scores[index] = float("-inf")
+    return torch.from_numpy(batch_rows).to(device), torch.from_numpy(items).to(device)
+
+
+def exclude_items(scores: torch.Tensor, history: Sequences, rows: np.ndarray) -> None:
+    """Set the score of every item in each row's history to -inf, in place."""
+    scores[history_pairs(history, rows, scores.device)] = float("-inf")
 
 
 @torch.inference_mode()
@@ -136,24 +144,66 @@ def rank_targets(
     negatives: torch.Tensor | None = None,
     exclude_history: bool = True,
     batch_size: int = 1024,
+    dist: DistContext | None = None,
 ) -> dict[str, np.ndarray]:
     """Pessimistic 0-based rank of every user's target: ``{"full": ranks}`` and, when fixed
     ``negatives`` are given, ``"sampled"`` ranks among the target and its negatives too (both
-    protocols from one scoring pass)."""
-    full = np.empty(len(split), dtype=np.int64)
-    sampled = np.empty(len(split), dtype=np.int64) if negatives is not None else None
+    protocols from one scoring pass).
+
+    Users are visited shortest history first (each batch padded as little as possible). With a
+    ``dist`` of several ranks (``torchrun``), each rank ranks its strided share of that order and
+    every rank receives all ranks: the same arrays as one process computes."""
+    dist = dist or DistContext()
+    order = np.argsort(split.inputs.lengths, kind="stable")
+    mine = dist.shard(order)
+    full = np.empty(len(mine), dtype=np.int64)
+    sampled = np.empty(len(mine), dtype=np.int64) if negatives is not None else None
+    model.eval()
     device = model_device(model)
     targets = torch.from_numpy(split.targets).to(device)
     negatives = negatives.to(device) if negatives is not None else None
-    for pos, scores in score_batches(model, split, exclude_history=exclude_history, batch_size=batch_size):
-        index = torch.from_numpy(pos).to(device)
-        target_scores = scores.gather(1, targets[index].unsqueeze(1)).squeeze(1)
-        full[pos] = pessimistic_rank(scores, target_scores).cpu().numpy()
-        if sampled is not None:
-            # Candidates = target + its fixed negatives (never history items by construction).
-            candidates = torch.cat([target_scores.unsqueeze(1), scores.gather(1, negatives[index])], dim=1)
-            sampled[pos] = pessimistic_rank(candidates, target_scores).cpu().numpy()
-    return {"full": full} if sampled is None else {"full": full, "sampled": sampled}
+    with torch.inference_mode():
+        for start in range(0, len(mine), batch_size):
+            pos = mine[start : start + batch_size]
+            index = torch.from_numpy(pos).to(device)
+            neg = negatives[index] if negatives is not None else None
+            batch_full, batch_sampled = _batch_ranks(model, split, pos, targets[index], neg, exclude_history)
+            full[start : start + len(pos)] = batch_full.cpu().numpy()
+            if sampled is not None:
+                sampled[start : start + len(pos)] = batch_sampled.cpu().numpy()
+    out = {"full": full} if sampled is None else {"full": full, "sampled": sampled}
+    result = {}
+    for protocol, local in out.items():
+        result[protocol] = np.empty(len(order), dtype=np.int64)
+        result[protocol][order] = dist.gather_shards(local, len(order))
+    return result
+
+
+def _batch_ranks(
+    model: Scorer,
+    split: EvalSplit,
+    pos: np.ndarray,
+    targets: torch.Tensor,
+    negatives: torch.Tensor | None,
+    exclude_history: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Full (and sampled) ranks of one batch: in column blocks from the model's score factors when
+    its scores are one product, else from its whole score rows."""
+    seq = model.eval_input(split.inputs, pos).to(targets.device)
+    factors = model.score_factors(seq) if hasattr(model, "score_factors") else None
+    if factors is not None:
+        excluded = history_pairs(split.inputs, pos, targets.device) if exclude_history else None
+        return rank_in_blocks(*factors, targets, excluded=excluded, negatives=negatives)
+    scores = model.score_all(seq)
+    if exclude_history:
+        exclude_items(scores, split.inputs, pos)
+    target_scores = scores.gather(1, targets.unsqueeze(1)).squeeze(1)
+    full = pessimistic_rank(scores, target_scores)
+    if negatives is None:
+        return full, None
+    # Candidates = target + its fixed negatives (never history items by construction).
+    candidates = torch.cat([target_scores.unsqueeze(1), scores.gather(1, negatives)], dim=1)
+    return full, pessimistic_rank(candidates, target_scores)
 
 
 def summarize(

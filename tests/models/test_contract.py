@@ -13,7 +13,9 @@ import torch
 
 from conftest import patterned_rows
 from llmesr.data.sequences import Sequences
+from llmesr.evaluation import exclude_items, history_pairs, pessimistic_rank
 from llmesr.models import MODELS, build_model, for_training, model_config
+from llmesr.ranking import rank_in_blocks
 from llmesr.semantic.artifacts import SemanticArtifacts
 
 N_ITEMS, N_USERS, SEM_DIM = 20, 60, 24
@@ -180,6 +182,40 @@ class RecommenderBaseTestMixin:
         torch.testing.assert_close(
             scores_of(clone.eval(), histories), scores_of(model, histories), rtol=0, atol=0
         )
+
+    def test_block_ranks_equal_full_matrix_ranks(self):
+        """Evaluation ranks one-product models from ``score_factors`` in column blocks: in one
+        block exactly (bitwise) the ranks of ``score_all``'s full matrix, history masked, both
+        protocols; in narrow blocks the ranks of the same blocks' scores laid side by side."""
+        model = self.make().eval()
+        rows = patterned_rows(N_USERS, N_ITEMS)
+        history = Sequences.from_lists([r[:-1] for r in rows])
+        pos = np.arange(len(rows))
+        targets = torch.tensor([r[-1] for r in rows])
+        negatives = torch.randint(1, N_ITEMS + 1, (len(rows), 7), generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            seq = model.eval_input(history, pos)
+            factors = model.score_factors(seq)
+            if factors is None:  # scores are not one product: evaluation scores whole rows
+                assert not model.one_product_scores
+                return
+            users, table, bias = factors
+            for columns in (N_ITEMS + 1, 8, 3):
+                if columns == N_ITEMS + 1:
+                    scores = model.score_all(seq)
+                else:
+                    starts = range(0, N_ITEMS + 1, columns)
+                    scores = torch.cat([users @ table[s : s + columns].T for s in starts], 1)
+                    scores = scores if bias is None else scores + bias
+                    scores[:, 0] = float("-inf")
+                exclude_items(scores, history, pos)
+                t = scores.gather(1, targets.unsqueeze(1)).squeeze(1)
+                want_full = pessimistic_rank(scores, t)
+                candidates = torch.cat([t.unsqueeze(1), scores.gather(1, negatives)], 1)
+                want_sampled = pessimistic_rank(candidates, t)
+                excluded = history_pairs(history, pos, seq.device)
+                got = rank_in_blocks(users, table, bias, targets, excluded, negatives, columns=columns)
+                assert torch.equal(got[0], want_full) and torch.equal(got[1], want_sampled), columns
 
     def test_fused_item_table_gives_the_scores_in_one_product(self):
         """The serving invariant: ``serving_scores(serving_users(seq), fused_item_table())`` are the

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import faiss
 import numpy as np
 import pytest
@@ -143,3 +146,36 @@ def test_recall_at_k_values() -> None:
     assert recall_at_k(exact[:, ::-1], exact) == 1.0
     with pytest.raises(ValueError, match="row counts"):
         recall_at_k(approx[:2], exact)
+
+
+SHARDED = """
+import sys
+import numpy as np
+from llmesr.parallel import init_distributed
+from llmesr.semantic.retrieval import similar_users
+
+dist = init_distributed()
+x = np.load(sys.argv[1])
+out = {m: similar_users(x, k=12, method=m, exact_max=100, dist=dist) for m in ("exact", "ivf", "auto")}
+if dist.is_main:
+    np.savez(sys.argv[2], **out)
+dist.close()
+"""
+
+
+def test_two_gloo_ranks_retrieve_exactly_as_one_process(tmp_path):
+    """Under ``torchrun`` each rank searches its share of the users (exact search) or of the IVF
+    lists; every rank receives the whole array, equal to one process's."""
+    rng = np.random.default_rng(4)
+    topics = rng.normal(size=(6, 16))
+    x = (topics[rng.integers(0, 6, 400)] + 0.3 * rng.normal(size=(400, 16))).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "sharded.py").write_text(SHARDED)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    args = [str(tmp_path / "sharded.py"), str(tmp_path / "x.npy"), str(tmp_path / "two.npz")]
+    done = subprocess.run([*launcher, *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = np.load(tmp_path / "two.npz")
+    for method in ("exact", "ivf", "auto"):
+        np.testing.assert_array_equal(two[method], similar_users(x, k=12, method=method, exact_max=100))
+    assert recall_at_k(two["ivf"], two["exact"]) > 0.9

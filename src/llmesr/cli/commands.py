@@ -11,8 +11,9 @@ from pathlib import Path
 
 from llmesr.config import REPORT, RUNTIME, keys_with, parse_set, resolve_config
 from llmesr.errors import ConfigError
-from llmesr.evaluation import EVAL_SPLITS, format_table
+from llmesr.evaluation import EVAL_SPLITS, format_table, model_device
 from llmesr.io import atomic_write_json, atomic_write_text, check_writable
+from llmesr.parallel import init_distributed
 from llmesr.runs import RunFolder, prepare_data, run_metrics, top_k_frame
 
 # What ``llmesr evaluate --set`` may change: how a trained model is ranked and reported.
@@ -62,7 +63,12 @@ def cmd_embed(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     check_writable(args.out, folder=False)
     run = RunFolder(args.run).load(args.overrides, allowed=EVALUATION_OVERRIDES)
-    metrics = run_metrics(run.model, run.data, run.config)
+    # Under torchrun every rank ranks its share of the users; rank 0 writes and prints.
+    dist = init_distributed(model_device(run.model))
+    metrics = run_metrics(run.model, run.data, run.config, dist)
+    dist.close()
+    if not dist.is_main:
+        return 0
     if args.out:
         atomic_write_json(args.out, metrics)
     print(json.dumps(metrics, indent=2))

@@ -28,6 +28,9 @@ from llmesr.models.losses import get_loss, ranking_loss
 from llmesr.models.transformer import Dropout
 from llmesr.semantic.artifacts import SemanticArtifacts
 
+# (users (B, d), item table (N + 1, d), item bias (N + 1,) or None): scores = users @ table.T + bias
+ScoreFactors = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]
+
 
 @dataclass
 class BackboneConfig:
@@ -240,10 +243,17 @@ class SequentialRecommender(nn.Module):
         left to the caller): one matrix product unless ``one_product_scores`` is false."""
         return users @ table.T
 
+    def score_factors(self, seq: torch.Tensor) -> ScoreFactors | None:
+        """``(users (B, d), table (n_items + 1, d), bias (n_items + 1,) or None)`` whose product
+        ``users @ table.T + bias`` is :meth:`score_all` (column 0 aside), or None for a model whose
+        scores are not one product. Evaluation ranks from the factors in column blocks, so a
+        catalogue-wide score matrix is never built."""
+        return self.user_vectors(seq), self.item_table(), self.item_bias()
+
     def score_all(self, seq: torch.Tensor) -> torch.Tensor:
         """(B, n_items + 1) scores; column 0 (padding) is -inf so it can never be recommended."""
-        scores = self.user_vectors(seq) @ self.item_table().T
-        bias = self.item_bias()
+        users, table, bias = self.score_factors(seq)
+        scores = users @ table.T
         if bias is not None:
             scores = scores + bias
         scores[:, 0] = float("-inf")

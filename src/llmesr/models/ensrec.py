@@ -142,6 +142,10 @@ class EnsRec(BackboneWrapper):
         return None
 
     # ---- scoring ----------------------------------------------------------------------------
+    def score_factors(self, seq: torch.Tensor) -> None:
+        """None: the fused score is not one product (evaluation scores whole rows instead)."""
+        return None
+
     def score_all(self, seq: torch.Tensor) -> torch.Tensor:
         id_member, text_member = self.members()
         return self.fuse(id_member.score_all(seq), text_member.score_all(seq))

@@ -22,6 +22,7 @@ from llmesr.data.groups import HeadTailGroups, groups_from_preset
 from llmesr.data.split import Split, make_split
 from llmesr.errors import ConfigError
 from llmesr.evaluation import EVAL_SPLITS, Scorer, describe_ranks, rank_targets, sampled_negatives, top_k
+from llmesr.parallel import DistContext
 
 log = logging.getLogger("llmesr")
 TABLE_KEYS = ("user_col", "item_col", "time_col")  # read only from table files (CSV, TSV, Parquet)
@@ -80,8 +81,11 @@ def prepare_data(cfg: Any) -> RunData:
     return RunData(dataset, split, groups, negatives)
 
 
-def evaluate_split(model: Scorer, data: RunData, cfg: Any, name: str) -> tuple[dict, dict[str, np.ndarray]]:
-    """Metrics of one evaluation split and the per-user ranks they come from."""
+def evaluate_split(
+    model: Scorer, data: RunData, cfg: Any, name: str, dist: DistContext | None = None
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """Metrics of one evaluation split and the per-user ranks they come from (with ``dist``, every
+    rank ranks its share of users and receives them all)."""
     split = data.split.eval_split(name)
     ranks = rank_targets(
         model,
@@ -89,6 +93,7 @@ def evaluate_split(model: Scorer, data: RunData, cfg: Any, name: str) -> tuple[d
         negatives=data.negatives[name],
         exclude_history=cfg.exclude_history,
         batch_size=cfg.eval_batch_size,
+        dist=dist,
     )
     metrics = describe_ranks(ranks, split, data.groups, data.negatives[name], cfg.ks, cfg.exclude_history)
     return metrics, ranks
@@ -100,11 +105,13 @@ def final_splits(cfg: Any) -> tuple[str, ...]:
     return EVAL_SPLITS if cfg.evaluate_test else ("valid",)
 
 
-def evaluate_splits(model: Scorer, data: RunData, cfg: Any) -> tuple[dict, dict[str, np.ndarray]]:
+def evaluate_splits(
+    model: Scorer, data: RunData, cfg: Any, dist: DistContext | None = None
+) -> tuple[dict, dict[str, np.ndarray]]:
     """Metrics of the final splits (:func:`final_splits`) and the ``ranks.npz`` arrays behind them."""
     metrics, arrays = {}, {}
     for name in final_splits(cfg):
-        metrics[name], ranks = evaluate_split(model, data, cfg, name)
+        metrics[name], ranks = evaluate_split(model, data, cfg, name, dist)
         arrays.update(rank_arrays(data, name, ranks))
     return metrics, arrays
 
@@ -122,9 +129,10 @@ def rank_arrays(data: RunData, name: str, ranks: dict[str, np.ndarray]) -> dict[
     }
 
 
-def run_metrics(model: Scorer, data: RunData, cfg: Any) -> dict:
+def run_metrics(model: Scorer, data: RunData, cfg: Any, dist: DistContext | None = None) -> dict:
     """What ``llmesr evaluate`` reports: the final splits, both protocols, every group."""
-    return {"model": cfg.model, "dataset": data.dataset_info(), **evaluate_splits(model, data, cfg)[0]}
+    per_split = evaluate_splits(model, data, cfg, dist)[0]
+    return {"model": cfg.model, "dataset": data.dataset_info(), **per_split}
 
 
 def top_k_frame(

@@ -36,6 +36,7 @@ from llmesr.data.dataset import SequenceDataset
 from llmesr.data.split import Split
 from llmesr.errors import ConfigError
 from llmesr.io import atomic_save_npy, atomic_write_json, read_json
+from llmesr.parallel import DistContext, init_distributed
 from llmesr.semantic.artifacts import SemanticArtifacts
 from llmesr.semantic.cache import embed_texts, encode_share
 from llmesr.semantic.encoders import EncoderError, TextEncoder, load_precomputed, one_line
@@ -160,7 +161,7 @@ def run_semantic_step(
     titles = item_titles(dataset.item_info, dataset.item_ids)
     # Training prefix only: the validation and test items never reach a user prompt.
     users = user_prompts(split.train, titles, settings.user_template, max_items=settings.user_max_items)
-    group = _ProcessGroup.join()
+    group = init_distributed()
     if group.world > 1:
         t = time.perf_counter()
         for texts in ([] if settings.item_embeddings_file else items.texts, users):
@@ -168,15 +169,18 @@ def run_semantic_step(
         share_s = time.perf_counter() - t
         group.barrier()  # every batch is cached now
         if group.rank != 0:
+            # This rank's share of the retrieval (rank 0 runs its own inside _assemble).
+            user_emb = embed_texts(users, encoder, cache_dir, settings.batch_size, False, "users")
+            _similar_users(user_emb, settings, dataset.n_users, group)
             group.barrier()  # rank 0 has written the folder
-            group.leave()
+            group.close()
             return {**read_manifest(out_dir), "timings": {"share_s": share_s}}
     manifest = _assemble(
-        dataset, split, encoder, settings, out_dir, cache_dir, progress, item_embeddings, items, users
+        dataset, split, encoder, settings, out_dir, cache_dir, progress, item_embeddings, items, users, group
     )
     if group.world > 1:
         group.barrier()
-        group.leave()
+        group.close()
     return manifest
 
 
@@ -191,8 +195,10 @@ def _assemble(
     item_embeddings: np.ndarray | None,
     items: ItemPrompts,
     users: list[str],
+    group: DistContext,
 ) -> dict:
-    """Encode (or read from the cache) both prompt sets, then PCA, retrieval and the files."""
+    """Encode (or read from the cache) both prompt sets, then PCA, retrieval (shared with the
+    other ranks under ``torchrun``) and the files."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
     if settings.item_embeddings_file:
@@ -212,9 +218,7 @@ def _assemble(
         raise ConfigError(f"{err} (the PCA initialises the ID table: lower hidden_size)") from None
     timings["pca_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    neighbours = similar_users(
-        user_emb, k=min(settings.similar_k, dataset.n_users - 1), method=settings.retrieval
-    )
+    neighbours = _similar_users(user_emb, settings, dataset.n_users, group)
     timings["similar_users_s"] = time.perf_counter() - t
 
     pad = lambda x: np.vstack([np.zeros((1, x.shape[1]), dtype=np.float32), x])  # noqa: E731 - row 0 = padding
@@ -248,36 +252,12 @@ def _assemble(
     return {**manifest, "timings": timings}
 
 
-@dataclass
-class _ProcessGroup:
-    """This process's place among the ``torchrun`` ranks (one process: rank 0 of 1)."""
-
-    rank: int = 0
-    world: int = 1
-    owned: bool = False  # the group was created here, so it is destroyed here
-
-    @classmethod
-    def join(cls) -> _ProcessGroup:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world <= 1:
-            return cls()
-        import torch.distributed as dist
-
-        owned = not dist.is_initialized()
-        if owned:
-            dist.init_process_group(backend="gloo")
-        return cls(dist.get_rank(), dist.get_world_size(), owned)
-
-    def barrier(self) -> None:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-    def leave(self) -> None:
-        if self.owned:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+def _similar_users(
+    user_emb: np.ndarray, settings: SemanticSettings, n_users: int, group: DistContext
+) -> np.ndarray:
+    """Every user's similar users; under ``torchrun`` each rank searches for its share."""
+    k = min(settings.similar_k, n_users - 1)
+    return similar_users(user_emb, k=k, method=settings.retrieval, dist=group)
 
 
 def _rank_device(device: str) -> str:

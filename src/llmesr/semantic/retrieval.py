@@ -4,14 +4,19 @@ FAISS is imported where it is used: training from finished semantic artifacts do
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
 import torch
 
+from llmesr.parallel import DistContext
+from llmesr.semantic.ivf import default_lists, default_probes, ivf_search
+
 METHODS = ("auto", "exact", "hnsw", "ivf")
+# Up to this many users ``auto`` searches exactly; above it the IVF is faster at recall@100 >= 0.95
+# (README, "Retrieval at scale").
+EXACT_MAX = 50_000
 
 # Queries per exact-search call: bounds the (chunk, k) result buffers and faiss's scratch space.
 _EXACT_CHUNK = 4096
@@ -25,19 +30,23 @@ _HNSW_EF_SEARCH = 256
 def similar_users(
     user_emb: np.ndarray,
     k: int = 100,
-    exact_max: int = 200_000,
+    exact_max: int = EXACT_MAX,
     method: str = "auto",
     seed: int = 0,
     nprobe: int | None = None,
+    dist: DistContext | None = None,
 ) -> np.ndarray:
     """int64 (n, k): row u holds the ``k`` users most similar to user u, most similar first.
 
     User u never lists itself, even when other users have identical embeddings (self is removed
-    by index, not by position). With ``"exact"`` search, equal similarities are ordered by lower
-    user index. ``method``: ``"exact"`` (flat inner product), ``"hnsw"``, ``"ivf"``, or ``"auto"``
-    (exact up to ``exact_max`` users, else HNSW). ``seed`` fixes the IVF training sample and
-    k-means; ``nprobe`` is the number of IVF lists searched (default: an eighth of them). Rows an
+    by index, not by position). Equal similarities are ordered by lower user index. ``method``:
+    ``"exact"`` (flat inner product), ``"ivf"`` (inverted file scored by matrix products,
+    :mod:`llmesr.semantic.ivf`), ``"hnsw"``, or ``"auto"`` (exact up to ``exact_max`` users, IVF
+    above: the measured crossover). ``seed`` fixes the IVF k-means; ``nprobe`` is the number of IVF
+    lists searched per user (default :func:`~llmesr.semantic.ivf.default_probes`). Rows an
     approximate index cannot fill are completed by exact search, so every entry is a valid user.
+    With a ``dist`` of several ranks (``torchrun``), each rank searches its share of the users and
+    every rank receives the whole array, the same as one process computes.
     """
     if method not in METHODS:
         raise ValueError(f"unknown retrieval method {method!r}: use one of {', '.join(METHODS)}")
@@ -51,22 +60,40 @@ def similar_users(
         raise ValueError(f"k={k} similar users requested but there are only {n} users: use k <= {n - 1}")
     x = _normalise(x)
     if method == "auto":
-        method = "exact" if n <= exact_max else "hnsw"
+        method = "exact" if n <= exact_max else "ivf"
+    dist = dist or DistContext()
+    if method == "hnsw":  # one graph, built and searched by rank 0
+        return dist.broadcast(_search_all(x, k, method, seed, nprobe, np.arange(n)) if dist.is_main else None)
+    return dist.gather_shards(_search_all(x, k, method, seed, nprobe, dist.shard(np.arange(n)), dist), n)
 
+
+def _search_all(
+    x: np.ndarray,
+    k: int,
+    method: str,
+    seed: int,
+    nprobe: int | None,
+    rows: np.ndarray,
+    dist: DistContext | None = None,
+) -> np.ndarray:
+    """The similar users of ``rows`` (this rank's share), self removed, ties by lower index."""
     with _faiss_threads(torch.get_num_threads()):
         if method == "exact":
-            scores, ids = _search_exact(x, x, k + 1)
+            scores, ids = _search_exact(x, x[rows], k + 1)
         elif method == "hnsw":
             scores, ids = _search_hnsw(x, k + 1)
         else:
-            scores, ids = _search_ivf(x, k + 1, seed, nprobe)
-        neighbours, scores = _drop_self(ids, scores)
+            nlist = default_lists(len(x))
+            probes = nprobe if nprobe is not None else default_probes(nlist)
+            scores, ids = ivf_search(x, k + 1, nlist, probes, seed, dist)
+            scores, ids = scores[rows], ids[rows]
+        neighbours, scores = _drop_self(ids, scores, rows=rows)
         short = np.flatnonzero((neighbours < 0).any(axis=1))
         if len(short):
-            exact_scores, exact_ids = _search_exact(x, x[short], k + 1)
-            fill_ids, fill_scores = _drop_self(exact_ids, exact_scores, rows=short)
+            exact_scores, exact_ids = _search_exact(x, x[rows[short]], k + 1)
+            fill_ids, fill_scores = _drop_self(exact_ids, exact_scores, rows=rows[short])
             neighbours[short], scores[short] = fill_ids, fill_scores
-    # Decreasing similarity, then increasing index; faiss's own order may differ among ties.
+    # Decreasing similarity, then increasing index; the search's own order may differ among ties.
     order = np.lexsort((neighbours, -scores), axis=-1)
     return np.take_along_axis(neighbours, order, axis=1)
 
@@ -143,24 +170,6 @@ def _search_hnsw(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     index.hnsw.efConstruction = _HNSW_EF_CONSTRUCTION
     index.add(x)
     index.hnsw.efSearch = max(_HNSW_EF_SEARCH, 2 * k)
-    return index.search(x, k)
-
-
-def _search_ivf(x: np.ndarray, k: int, seed: int, nprobe: int | None) -> tuple[np.ndarray, np.ndarray]:
-    import faiss
-
-    n, d = x.shape
-    # ~4 sqrt(n) lists, but at least 39 training points per list (faiss's k-means minimum).
-    nlist = max(1, min(round(4 * math.sqrt(n)), n // 39))
-    quantizer = faiss.IndexFlatIP(d)
-    index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
-    index.cp.seed = seed
-    index.cp.spherical = True  # unit-norm centroids suit an inner-product quantizer
-    rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False))
-    index.train(x[sample])
-    index.add(x)
-    index.nprobe = min(nlist, nprobe if nprobe is not None else max(1, nlist // 8))
     return index.search(x, k)
 
 

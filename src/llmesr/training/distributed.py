@@ -13,72 +13,12 @@ gloo on CPU.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-
-@dataclass(frozen=True)
-class DistContext:
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def active(self) -> bool:
-        return self.world > 1
-
-    def shard(self, rows: np.ndarray) -> np.ndarray:
-        """This rank's share of a global batch (strided, so shares differ by at most one row)."""
-        return rows[self.rank :: self.world]
-
-    def mean(self, value: float) -> float:
-        """Mean of a Python number over ranks."""
-        if not self.active:
-            return value
-        on_gpu = dist.get_backend() == "nccl"  # NCCL reduces CUDA tensors only
-        t = torch.tensor([value], dtype=torch.float64, device="cuda" if on_gpu else "cpu")
-        dist.all_reduce(t)
-        return float(t.item()) / self.world
-
-    def broadcast(self, obj):
-        """``obj`` as rank 0 has it, on every rank."""
-        if not self.active:
-            return obj
-        box = [obj]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def barrier(self) -> None:
-        if self.active:
-            dist.barrier()
-
-    def close(self) -> None:
-        """Leave the process group. Every rank leaves together: a rank destroying the group while
-        its peer was still inside the last collective aborted that peer under load."""
-        if self.active:
-            dist.barrier()
-            dist.destroy_process_group()
-
-
-def init_distributed(device: torch.device | None = None) -> DistContext:
-    """Join the process group ``torchrun`` describes in the environment (single process otherwise):
-    NCCL when training on CUDA, gloo on CPU."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistContext()
-    if not dist.is_initialized():
-        on_gpu = device is not None and device.type == "cuda"
-        dist.init_process_group(backend="nccl" if on_gpu else "gloo")
-    return DistContext(rank=dist.get_rank(), world=dist.get_world_size())
+from llmesr.parallel import DistContext
 
 
 class LossModule(nn.Module):

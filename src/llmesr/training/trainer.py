@@ -33,6 +33,7 @@ from llmesr.checkpoint import (
 from llmesr.data.batching import epoch_batches
 from llmesr.errors import ConfigError
 from llmesr.evaluation import rank_targets, summarize
+from llmesr.parallel import init_distributed
 from llmesr.progress import Progress
 from llmesr.runs.data import RunData, evaluate_splits
 from llmesr.runs.folder import RunFolder
@@ -44,7 +45,7 @@ from llmesr.training.build import (
     member_weights,
     start_weights,
 )
-from llmesr.training.distributed import init_distributed, wrap
+from llmesr.training.distributed import wrap
 from llmesr.training.tracking import Tracker, epoch_metrics, final_metrics, open_tracker, require
 
 # Called on the main process with each epoch's log record (after last.pt is saved); True stops.
@@ -208,29 +209,36 @@ class Trainer:
         return self.dist.mean(total) / len(batches)
 
     def validate(self) -> dict:
+        """Full-ranking validation metrics; under ``torchrun`` every rank ranks its share of users."""
         split = self.data.split.valid
         ranks = rank_targets(
-            self.model, split, exclude_history=self.cfg.exclude_history, batch_size=self.cfg.eval_batch_size
+            self.model,
+            split,
+            exclude_history=self.cfg.exclude_history,
+            batch_size=self.cfg.eval_batch_size,
+            dist=self.dist,
         )["full"]
         return summarize(ranks, split, None, self.cfg.ks)["overall"]
 
     def _evaluate_epoch(self, record: dict) -> None:
-        """Validate (rank 0), keep the best checkpoint and count evaluations without progress."""
+        """Validate (every rank its share), keep the best checkpoint (rank 0) and count
+        evaluations without progress (every rank: they all receive the same metrics)."""
         state = self.state
         valid = self.validate()
         score = valid[self.cfg.select_metric]
         record["valid"] = valid
         if score > state.best_score:
             state.best_score, state.best_epoch, state.bad_evals = score, state.epoch, 0
-            self._save(RunFolder.BEST, {"epoch": state.epoch})
+            if self.dist.is_main:
+                self._save(RunFolder.BEST, {"epoch": state.epoch})
         else:
             state.bad_evals += 1
 
     def _evaluate_as_loaded(self) -> None:
         """A model with nothing to train is its own best checkpoint, validated as epoch 0."""
+        record: dict = {"epoch": 0}
+        self._evaluate_epoch(record)
         if self.dist.is_main:
-            record: dict = {"epoch": 0}
-            self._evaluate_epoch(record)
             self.folder.append_log(record)
             v = record["valid"][self.cfg.select_metric]
             tqdm.write(f"nothing to train: valid {self.cfg.select_metric} {v:.4f} as loaded")
@@ -242,10 +250,10 @@ class Trainer:
         finished = False
         try:
             stopped = self._loop(on_epoch)
-            self.dist.barrier()
-            metrics = self.finish() if self.dist.is_main and not stopped else None
+            self.dist.barrier()  # best.pt is written before any rank loads it
+            metrics = None if stopped else self.finish()
             finished = not stopped
-            return None if stopped else self.dist.broadcast(metrics)
+            return metrics
         finally:
             self.tracker.close(finished)
 
@@ -259,9 +267,9 @@ class Trainer:
             loss = self.train_epoch()
             state.epoch += 1
             record = {"epoch": state.epoch, "loss": loss, "train_seconds": time.perf_counter() - t0}
-            if (state.epoch % cfg.eval_every == 0 or state.epoch == cfg.epochs) and self.dist.is_main:
+            if state.epoch % cfg.eval_every == 0 or state.epoch == cfg.epochs:
                 self._evaluate_epoch(record)
-            # Rank 0 alone evaluates and writes; every rank takes its early-stopping state.
+            # Rank 0 alone writes; every rank takes its early-stopping state from it.
             state.best_score, state.best_epoch, state.bad_evals = self.dist.broadcast(
                 (state.best_score, state.best_epoch, state.bad_evals)
             )
@@ -287,7 +295,8 @@ class Trainer:
 
     def finish(self) -> dict:
         """Evaluate the best checkpoint on the final splits (validation and test, or validation
-        alone with ``evaluate_test: false``) under both protocols -> metrics.json."""
+        alone with ``evaluate_test: false``) under both protocols -> metrics.json (rank 0). Under
+        ``torchrun`` every rank ranks its share of users and receives the same metrics."""
         model = self.folder.load_best_model(self.cfg, self.data).to(self.device)
         metrics = {
             "model": self.cfg.model,
@@ -295,8 +304,10 @@ class Trainer:
             "epochs_trained": self.state.epoch,
             "dataset": self.data.dataset_info(),
         }
-        per_split, arrays = evaluate_splits(model, self.data, self.cfg)
+        per_split, arrays = evaluate_splits(model, self.data, self.cfg, self.dist)
         metrics.update(per_split)
+        if not self.dist.is_main:
+            return metrics
         self.folder.write_results(metrics, arrays, model.fused_item_table().cpu().numpy())
         self.tracker.log_metrics(final_metrics(metrics), self.state.epoch)
         return metrics
