@@ -32,6 +32,19 @@ def block_columns(batch_rows: int, n_columns: int) -> int:
     return -(-n_columns // blocks)
 
 
+def _count_below(scores: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """Per row, how many scores are strictly below the row's threshold (NaN never is), as int64.
+
+    Counted in float arithmetic, sign(max(threshold - score, 0)) summed over the row, which is
+    several times faster than a boolean comparison and count on CPU and exact (integers below
+    2^24); a row whose sum is NaN (a NaN or an infinity on both sides) is recounted by comparison."""
+    counts = (threshold - scores).clamp_(min=0).sign_().sum(dim=1)
+    bad = torch.isnan(counts)
+    if bool(bad.any()):
+        counts[bad] = (scores[bad] < threshold[bad]).sum(dim=1).to(counts.dtype)
+    return counts.to(torch.int64)
+
+
 def target_scores(
     users: torch.Tensor, table: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor
 ) -> torch.Tensor:
@@ -84,8 +97,7 @@ def rank_in_blocks(
         # The target's own entry is the target's score, so it always counts once (see above).
         own = ((targets >= start) & (targets < stop)).nonzero(as_tuple=True)[0]
         scores[own, targets[own] - start] = t[own]
-        # Written as ~(<) so that NaN scores count against the target, never for it.
-        ahead += torch.count_nonzero(~(scores < threshold), dim=1)
+        ahead += (stop - start) - _count_below(scores, threshold)
         if negatives is not None:
             inside = (negatives >= start) & (negatives < stop)
             r, c = inside.nonzero(as_tuple=True)

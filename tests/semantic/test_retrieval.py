@@ -103,7 +103,8 @@ def test_ivf_rows_it_cannot_fill_are_completed_exactly() -> None:
 def test_auto_picks_exact_below_the_threshold_and_ivf_is_seeded() -> None:
     x = clustered(600, 16, 6, seed=2)
     np.testing.assert_array_equal(similar_users(x, k=8), similar_users(x, k=8, method="exact"))
-    big = similar_users(x, k=8, exact_max=100)  # HNSW
+    big = similar_users(x, k=8, exact_max=100)  # the IVF above exact_max
+    np.testing.assert_array_equal(big, similar_users(x, k=8, method="ivf"))
     assert recall_at_k(big, similar_users(x, k=8, method="exact")) >= 0.9
     np.testing.assert_array_equal(
         similar_users(x, k=8, method="ivf", seed=3), similar_users(x, k=8, method="ivf", seed=3)

@@ -37,8 +37,8 @@ def default_lists(n: int) -> int:
 
 
 def default_probes(nlist: int) -> int:
-    """Lists probed per query: 2 sqrt(nlist) (at least 16), chosen from measured recall@100 on
-    Beauty-shaped users (README, "Retrieval at scale")."""
+    """Lists searched per list of users: 2 sqrt(nlist), at least 16 (recall@100 and time measured
+    on Beauty-shaped users in the README, "Benchmarks")."""
     return min(nlist, max(16, round(2 * math.sqrt(nlist))))
 
 

@@ -1,4 +1,5 @@
-"""Top-K similar users by cosine similarity of their prompt embeddings (FAISS), self excluded.
+"""Top-K similar users by cosine similarity of their prompt embeddings, self excluded: exact
+(FAISS), an inverted file searched by matrix products (:mod:`llmesr.semantic.ivf`), or HNSW.
 
 FAISS is imported where it is used: training from finished semantic artifacts does not need it."""
 
@@ -14,9 +15,10 @@ from llmesr.parallel import DistContext
 from llmesr.semantic.ivf import default_lists, default_probes, ivf_search
 
 METHODS = ("auto", "exact", "hnsw", "ivf")
-# Up to this many users ``auto`` searches exactly; above it the IVF is faster at recall@100 >= 0.95
-# (README, "Retrieval at scale").
-EXACT_MAX = 50_000
+# Up to this many users ``auto`` searches exactly: exact search costs n^2 (about 3 minutes on two
+# cores at 200k users, a few percent of embedding their prompts); above it, the IVF (README,
+# "Benchmarks").
+EXACT_MAX = 200_000
 
 # Queries per exact-search call: bounds the (chunk, k) result buffers and faiss's scratch space.
 _EXACT_CHUNK = 4096
@@ -43,7 +45,7 @@ def similar_users(
     ``"exact"`` (flat inner product), ``"ivf"`` (inverted file scored by matrix products,
     :mod:`llmesr.semantic.ivf`), ``"hnsw"``, or ``"auto"`` (exact up to ``exact_max`` users, IVF
     above: the measured crossover). ``seed`` fixes the IVF k-means; ``nprobe`` is the number of IVF
-    lists searched per user (default :func:`~llmesr.semantic.ivf.default_probes`). Rows an
+    lists searched per list of users (default :func:`~llmesr.semantic.ivf.default_probes`). Rows an
     approximate index cannot fill are completed by exact search, so every entry is a valid user.
     With a ``dist`` of several ranks (``torchrun``), each rank searches its share of the users and
     every rank receives the whole array, the same as one process computes.
