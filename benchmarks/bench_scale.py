@@ -155,6 +155,7 @@ def main() -> None:
     p.add_argument("--stages", nargs="+", default=["embed", "retrieval", "train", "eval"])
     p.add_argument("--embed-users", type=int, default=1000)
     p.add_argument("--item-embeddings", default=None, help="item_embeddings.npy of an llmesr embed folder")
+    p.add_argument("--nprobe", type=int, default=None, help="IVF lists searched (default: the library's)")
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--train-batches", type=int, default=20)
     p.add_argument("--eval-batch", type=int, default=1024)
@@ -182,7 +183,7 @@ def main() -> None:
         figures["embed (extrapolated)"] = seconds * n_users / args.embed_users
     if "retrieval" in args.stages:
         users = user_vectors(n_users, args.item_embeddings)
-        found = stages.run("retrieval", lambda: similar_users(users, k=100, dist=dist))
+        found = stages.run("retrieval", lambda: similar_users(users, k=100, nprobe=args.nprobe, dist=dist))
         if dist.is_main:
             by_id, tie_aware = retrieval_recall(users, found)
             main_print(f"  recall@100 by id {by_id:.4f}, tie-aware {tie_aware:.4f}")
