@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/bench_scale.py --users 1000000 --items 500000
     torchrun --standalone --nproc_per_node 2 benchmarks/bench_scale.py --users 1000000 --items 500000
 
-Data: item popularity is Zipf (exponent 1.1), history lengths log-normal (median 6, like Beauty, at
+Data: item popularity is Zipf (exponent 1.1) over ``--items`` ids, of which the rarest never occur
+(1M users / 500k ids: 375,870 items occur), history lengths log-normal (median 6, like Beauty, at
 least 3); written as a ``sequences.txt`` by rank 0 and read back the way users load data, then a
 leave-one-out split. Stages, each timed on every rank (the slowest rank is printed):
 
@@ -177,6 +178,7 @@ def main() -> None:
         shutil.rmtree(tmp)
     split = stages.run("split", lambda: make_split(dataset, "leave_one_out"))
     n_users, n_items = dataset.n_users, dataset.n_items
+    main_print(f"  loaded: {n_users:,} users, {n_items:,} items that occur (of {args.items:,} ids drawn)")
     figures = {}
     if "embed" in args.stages:
         seconds = stages.run("embed sample", lambda: embed_stage(split, n_items, args, dist))
