@@ -4,7 +4,7 @@
     torchrun --standalone --nproc_per_node 2 benchmarks/bench_scale.py --users 1000000 --items 500000
 
 Data: item popularity is Zipf (exponent 1.1) over ``--items`` ids, of which the rarest never occur
-(1M users / 500k ids: 375,870 items occur), history lengths log-normal (median 6, like Beauty, at
+(1M users / 500k ids: 375,516 items occur), history lengths log-normal (median 6, like Beauty, at
 least 3); written as a ``sequences.txt`` by rank 0 and read back the way users load data, then a
 leave-one-out split. Stages, each timed on every rank (the slowest rank is printed):
 
