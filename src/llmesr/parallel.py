@@ -110,10 +110,3 @@ def init_distributed(device: torch.device | None = None) -> DistContext:
         dist.init_process_group(backend="nccl" if on_gpu else "gloo")
     return DistContext(rank=dist.get_rank(), world=dist.get_world_size(), owned=owned)
 
-
-def current() -> DistContext:
-    """The group this process already belongs to (rank 0 of 1 when none was joined): what library
-    functions shard by when their caller runs under ``torchrun``. Never creates a group."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return DistContext()
-    return DistContext(rank=dist.get_rank(), world=dist.get_world_size(), owned=False)

@@ -10,7 +10,7 @@ the ``nprobe`` lists whose centroids are nearest to their own list's, in one mat
 each keeps its top k. Users are stored list by list, so a list's users are one slice; the work is
 the same number of inner products as probing ``nprobe`` lists per user, at matrix-product speed.
 A user near the edge of its list is searched in the lists around its list rather than around
-itself, which the measured recall accounts for (README, "Retrieval at scale").
+itself, which the measured recall accounts for (README, "Benchmarks").
 
 FAISS trains the coarse quantizer (spherical k-means on a seeded sample). Under ``torchrun`` rank
 0 trains it and broadcasts the centroids; the ranks assign their shares of users to lists, gather
