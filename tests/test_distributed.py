@@ -78,3 +78,15 @@ def test_two_gloo_ranks_evaluate_exactly_as_one_process(tmp_path):
     assert done.stdout.count('"model"') == 1  # rank 0 alone prints
     one, two = (json.loads((tmp_path / name).read_text()) for name in ("one.json", "two.json"))
     assert two == one
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="no CPU affinity here")
+def test_threads_per_job_counts_only_the_cpus_this_process_may_use():
+    # A grid or tune started under `taskset -c 0` must not give each run every core of the machine.
+    code = (
+        "import os; from llmesr.parallel import threads_per_job, usable_cpus\n"
+        "os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})\n"
+        "print(usable_cpus(), threads_per_job(1), threads_per_job(4))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "1", "1"]

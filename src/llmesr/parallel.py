@@ -19,6 +19,19 @@ import torch
 import torch.distributed as dist
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask where the platform has one (so
+    ``taskset`` and cgroup cpusets are respected), else ``os.cpu_count()``."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def threads_per_job(jobs: int) -> int:
+    """An equal share of :func:`usable_cpus` for each of ``jobs`` processes running at once."""
+    return max(1, usable_cpus() // max(jobs, 1))
+
+
 @dataclass(frozen=True)
 class DistContext:
     rank: int = 0
@@ -109,4 +122,3 @@ def init_distributed(device: torch.device | None = None) -> DistContext:
         on_gpu = device is not None and device.type == "cuda"
         dist.init_process_group(backend="nccl" if on_gpu else "gloo")
     return DistContext(rank=dist.get_rank(), world=dist.get_world_size(), owned=owned)
-

@@ -35,7 +35,6 @@ not read (``distill_weight`` on a SASRec run) is left out of that run, not refus
 from __future__ import annotations
 
 import itertools
-import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +49,7 @@ from llmesr.errors import ConfigError
 from llmesr.evaluation import EVAL_SPLITS, GROUPS, PROTOCOLS
 from llmesr.experiments.grid_tune import GridTuning, load_tuning
 from llmesr.io import atomic_write_parquet, atomic_write_text, read_yaml
+from llmesr.parallel import threads_per_job
 from llmesr.runs import RunFolder
 
 
@@ -171,7 +171,7 @@ def run_grid(path: Path, jobs: int = 1, dry_run: bool = False) -> pd.DataFrame:
         for r in (r for wave in waves for r in wave):
             print(f"  {r.name}: llmesr train {' '.join(r.args)}")
         return collect(runs, out)
-    threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
+    threads = threads_per_job(jobs)
     failed: set[Path] = set()
 
     def launch(run: GridRun) -> tuple[str, int]:

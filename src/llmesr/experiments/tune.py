@@ -41,6 +41,7 @@ from llmesr.experiments.space import SearchSpace
 from llmesr.experiments.tune_folder import TuneFolder
 from llmesr.experiments.tune_results import write_results
 from llmesr.io import atomic_write_text
+from llmesr.parallel import threads_per_job
 from llmesr.runs import RunData, RunFolder
 from llmesr.training import Trainer
 from llmesr.training.tracking import MLflowTracker, TensorBoardTracker, Tracker, local_mlflow_store, require
@@ -367,9 +368,7 @@ def run_tune(
 def _run_processes(tune: TuneFolder, url: str, name: str, jobs: int, space: SearchSpace) -> None:
     """``jobs`` processes, each ``llmesr tune`` as a worker of the one study, with its share of
     the CPU threads; each writes its output to ``workers/worker_<k>.log``."""
-    threads = (
-        [] if space.base_config().threads else ["--set", f"threads={max(1, (os.cpu_count() or 1) // jobs)}"]
-    )
+    threads = [] if space.base_config().threads else ["--set", f"threads={threads_per_job(jobs)}"]
     logs = tune.file(TuneFolder.WORKERS)
     logs.mkdir(parents=True, exist_ok=True)
     spec = str(tune.file(TuneFolder.SPACE))
