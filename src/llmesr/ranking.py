@@ -103,5 +103,5 @@ def rank_in_blocks(
             r, c = inside.nonzero(as_tuple=True)
             neg_scores[r, c] = scores[r, negatives[r, c] - start]
     full = ahead - 1  # the target's own column is always counted (t is never < t, NaN included)
-    sampled = None if negatives is None else torch.count_nonzero(~(neg_scores < threshold), dim=1)
+    sampled = None if negatives is None else negatives.shape[1] - _count_below(neg_scores, threshold)
     return full, sampled

@@ -15,12 +15,14 @@ itself, which the measured recall accounts for (README, "Benchmarks").
 FAISS trains the coarse quantizer (spherical k-means on a seeded sample). Under ``torchrun`` rank
 0 trains it and broadcasts the centroids; the ranks assign their shares of users to lists, gather
 the assignments, and search the users of a strided share of the lists, so the result does not
-depend on the number of ranks.
+depend on the number of ranks. Each rank keeps its own share; the caller assembles the shares once,
+after its own per-row work.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -71,13 +73,24 @@ def _grouped(keys: np.ndarray, values: np.ndarray, n_keys: int) -> tuple[np.ndar
     return values[order], offsets
 
 
+@dataclass(frozen=True)
+class IVFShare:
+    """What one rank found: the top ``k`` of the users ``rows`` (its lists' members, list by list)
+    and, to assemble every rank's share, the rows each rank holds (``rows_of_rank``)."""
+
+    rows: np.ndarray
+    scores: np.ndarray  # (len(rows), k) float32, -inf where the probed lists hold fewer than k
+    ids: np.ndarray  # (len(rows), k) int64, -1 there
+    rows_of_rank: list[np.ndarray]
+
+
 def ivf_search(
     x: np.ndarray, k: int, nlist: int, nprobe: int, seed: int, dist: DistContext | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(scores, ids)`` of all ``n`` rows (on every rank): each row's top ``k`` by inner product
-    among the members of the ``nprobe`` lists nearest to its own list's centroid (its own list
-    first); -inf / -1 where those lists hold fewer than ``k`` users. Under ``torchrun`` each rank
-    searches for the users of a strided share of the lists."""
+) -> IVFShare:
+    """This rank's share of the search: for each user of a strided share of the lists (all lists
+    on one process), its top ``k`` by inner product among the members of the ``nprobe`` lists
+    nearest to its own list's centroid (its own list first). The shares of all ranks cover every
+    user once; ``DistContext.gather_rows`` with ``rows_of_rank`` assembles them."""
     dist = dist or DistContext()
     n = len(x)
     nprobe = min(nprobe, nlist)
@@ -103,7 +116,7 @@ def ivf_search(
         ids[at : at + len(own), :width] = members[run][top.indices.numpy()]
         at += len(own)
     shares = [members[_positions(offsets, dist.shard_of(np.arange(nlist), r))] for r in range(dist.world)]
-    return dist.gather_rows(scores, shares, n), dist.gather_rows(ids, shares, n)
+    return IVFShare(rows=shares[dist.rank], scores=scores, ids=ids, rows_of_rank=shares)
 
 
 def _positions(offsets: np.ndarray, lists: np.ndarray) -> np.ndarray:

@@ -64,38 +64,33 @@ def similar_users(
     if method == "auto":
         method = "exact" if n <= exact_max else "ivf"
     dist = dist or DistContext()
-    if method == "hnsw":  # one graph, built and searched by rank 0
-        return dist.broadcast(_search_all(x, k, method, seed, nprobe, np.arange(n)) if dist.is_main else None)
-    return dist.gather_shards(_search_all(x, k, method, seed, nprobe, dist.shard(np.arange(n)), dist), n)
-
-
-def _search_all(
-    x: np.ndarray,
-    k: int,
-    method: str,
-    seed: int,
-    nprobe: int | None,
-    rows: np.ndarray,
-    dist: DistContext | None = None,
-) -> np.ndarray:
-    """The similar users of ``rows`` (this rank's share), self removed, ties by lower index."""
     with _faiss_threads(torch.get_num_threads()):
+        if method == "hnsw":  # one graph, built and searched by rank 0
+            found = _finish(x, k, *_search_hnsw(x, k + 1), np.arange(n)) if dist.is_main else None
+            return dist.broadcast(found)
         if method == "exact":
-            scores, ids = _search_exact(x, x[rows], k + 1)
-        elif method == "hnsw":
-            scores, ids = _search_hnsw(x, k + 1)
+            rows = dist.shard(np.arange(n))
+            rows_of_rank = [dist.shard_of(np.arange(n), r) for r in range(dist.world)]
+            found = _finish(x, k, *_search_exact(x, x[rows], k + 1), rows)
         else:
-            nlist = default_lists(len(x))
+            nlist = default_lists(n)
             probes = nprobe if nprobe is not None else default_probes(nlist)
-            scores, ids = ivf_search(x, k + 1, nlist, probes, seed, dist)
-            scores, ids = scores[rows], ids[rows]
-        neighbours, scores = _drop_self(ids, scores, rows=rows)
-        short = np.flatnonzero((neighbours < 0).any(axis=1))
-        if len(short):
-            exact_scores, exact_ids = _search_exact(x, x[rows[short]], k + 1)
-            fill_ids, fill_scores = _drop_self(exact_ids, exact_scores, rows=rows[short])
-            neighbours[short], scores[short] = fill_ids, fill_scores
-    # Decreasing similarity, then increasing index; the search's own order may differ among ties.
+            share = ivf_search(x, k + 1, nlist, probes, seed, dist)
+            rows, rows_of_rank = share.rows, share.rows_of_rank
+            found = _finish(x, k, share.scores, share.ids, rows)
+    return dist.gather_rows(found, rows_of_rank, n)
+
+
+def _finish(x: np.ndarray, k: int, scores: np.ndarray, ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The ``k`` similar users of ``rows`` from their ``k + 1`` search results: self removed, rows
+    the search could not fill redone exactly, then ordered by decreasing similarity and, among
+    equal similarities, increasing index (the search's own order may differ among ties)."""
+    neighbours, scores = _drop_self(ids, scores, rows=rows)
+    short = np.flatnonzero((neighbours < 0).any(axis=1))
+    if len(short):
+        exact_scores, exact_ids = _search_exact(x, x[rows[short]], k + 1)
+        fill_ids, fill_scores = _drop_self(exact_ids, exact_scores, rows=rows[short])
+        neighbours[short], scores[short] = fill_ids, fill_scores
     order = np.lexsort((neighbours, -scores), axis=-1)
     return np.take_along_axis(neighbours, order, axis=1)
 
