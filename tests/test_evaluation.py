@@ -17,6 +17,7 @@ from llmesr.data.split import EvalSplit
 from llmesr.evaluation import (
     evaluate,
     exclude_items,
+    history_pairs,
     metrics_from_ranks,
     pessimistic_rank,
     rank_targets,
@@ -24,6 +25,7 @@ from llmesr.evaluation import (
     summarize,
     top_k,
 )
+from llmesr.ranking import top_in_blocks
 
 INF = float("inf")
 
@@ -425,3 +427,38 @@ def test_block_ranks_equal_full_matrix_ranks(seed: int, exclude_history: bool) -
         for protocol in want:
             np.testing.assert_array_equal(got[protocol], want[protocol])
     assert blocks.batch_widths == []  # the block path never asked for whole score rows
+
+
+@pytest.mark.parametrize("exclude_history", [True, False])
+def test_block_top_k_equals_the_top_k_of_whole_rows(exclude_history: bool) -> None:
+    """``top_k`` of a factor model never builds whole rows and returns the same best scores as a
+    top-k of the masked full matrix, through blocks of any width; every returned item carries the
+    score it is listed with, and padding and (when excluded) history items never appear."""
+    split, _ = _random_split(3, n_users=40, n_items=300)
+    gen = torch.Generator().manual_seed(3)
+    users = torch.randint(-2, 3, (len(split), 4), generator=gen).float()  # exact products, many ties
+    items = torch.randint(-2, 3, (301, 4), generator=gen).float()
+    bias = torch.randint(0, 2, (301,), generator=gen).float()
+    blocks = FactorModel(split, users, items, bias)
+    rows = TableModel(split, blocks.table)
+    got_items, got_values = top_k(blocks, split, 12, exclude_history=exclude_history, batch_size=7)
+    want_items, want_values = top_k(rows, split, 12, exclude_history=exclude_history, batch_size=7)
+    assert blocks.batch_widths == []
+    np.testing.assert_array_equal(got_values, want_values)
+    masked = _history_masked(blocks.table.clone(), split) if exclude_history else blocks.table
+    listed = masked.gather(1, torch.from_numpy(got_items)).numpy()
+    np.testing.assert_array_equal(listed[got_items > 0], got_values[got_items > 0])
+    assert (got_items > 0).all()  # 300 items, at most 9 in a history: every slot is a real item
+    excluded = history_pairs(split.inputs, np.arange(len(split)), torch.device("cpu"))
+    want = torch.topk(_history_masked(users @ items.T + bias, split), 12).values
+    for columns in (301, 50, 7):
+        values, cols = top_in_blocks(users, items, bias, 12, excluded=excluded, columns=columns)
+        assert torch.equal(values, want), columns
+        assert (cols > 0).all()
+
+
+def _history_masked(scores: torch.Tensor, split: EvalSplit) -> torch.Tensor:
+    scores[:, 0] = -INF
+    for r in range(len(split)):
+        scores[r, split.inputs.row(r)] = -INF
+    return scores

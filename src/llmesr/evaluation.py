@@ -21,7 +21,7 @@ from llmesr.data.negatives import sample_negatives
 from llmesr.data.sequences import Sequences, ragged_index
 from llmesr.data.split import EvalSplit
 from llmesr.parallel import DistContext
-from llmesr.ranking import rank_in_blocks
+from llmesr.ranking import rank_in_blocks, top_in_blocks
 
 PROTOCOLS = ("full", "sampled")
 EVAL_SPLITS = ("valid", "test")
@@ -112,29 +112,6 @@ def history_pairs(
 def exclude_items(scores: torch.Tensor, history: Sequences, rows: np.ndarray) -> None:
     """Set the score of every item in each row's history to -inf, in place."""
     scores[history_pairs(history, rows, scores.device)] = float("-inf")
-
-
-@torch.inference_mode()
-def score_batches(
-    model: Scorer,
-    split: EvalSplit,
-    *,
-    exclude_history: bool = True,
-    batch_size: int = 1024,
-):
-    """Yield ``(positions, scores)`` for batches of ``split`` users, ``scores`` (B, n_items + 1).
-
-    Users are visited shortest history first so that each batch is padded as little as possible.
-    """
-    model.eval()
-    device = model_device(model)
-    order = np.argsort(split.inputs.lengths, kind="stable")
-    for start in range(0, len(order), batch_size):
-        pos = order[start : start + batch_size]
-        scores = model.score_all(model.eval_input(split.inputs, pos).to(device))
-        if exclude_history:
-            exclude_items(scores, split.inputs, pos)
-        yield pos, scores
 
 
 def rank_targets(
@@ -275,12 +252,33 @@ def top_k(
     k = min(k, model.config.n_items)
     items = np.zeros((len(split), k), dtype=np.int64)
     values = np.full((len(split), k), -np.inf, dtype=np.float32)
-    for pos, scores in score_batches(model, split, exclude_history=exclude_history, batch_size=batch_size):
-        top = torch.topk(scores, k, dim=1)
-        keep = torch.isfinite(top.values)
-        items[pos] = torch.where(keep, top.indices, 0).cpu().numpy()
-        values[pos] = top.values.float().cpu().numpy()
+    model.eval()
+    device = model_device(model)
+    order = np.argsort(split.inputs.lengths, kind="stable")
+    for start in range(0, len(order), batch_size):
+        pos = order[start : start + batch_size]
+        top_values, top_items = _batch_top(model, split, pos, k, exclude_history, device)
+        keep = torch.isfinite(top_values)
+        items[pos] = torch.where(keep, top_items, 0).cpu().numpy()
+        values[pos] = top_values.float().cpu().numpy()
     return items, values
+
+
+def _batch_top(
+    model: Scorer, split: EvalSplit, pos: np.ndarray, k: int, exclude_history: bool, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch's top ``k`` (values, items): in column blocks from the model's score factors when
+    its scores are one product, else from its whole score rows."""
+    seq = model.eval_input(split.inputs, pos).to(device)
+    factors = model.score_factors(seq) if hasattr(model, "score_factors") else None
+    if factors is not None:
+        excluded = history_pairs(split.inputs, pos, device) if exclude_history else None
+        return top_in_blocks(*factors, k, excluded=excluded)
+    scores = model.score_all(seq)
+    if exclude_history:
+        exclude_items(scores, split.inputs, pos)
+    top = torch.topk(scores, k, dim=1)
+    return top.values, top.indices
 
 
 def format_table(metrics: dict, split: str = "test", k: int = 10) -> str:

@@ -1,4 +1,5 @@
-"""Ranks of held-out targets against the whole catalogue, computed one column block at a time.
+"""Ranks of held-out targets, and each user's top-k, against the whole catalogue, computed one
+column block at a time.
 
 For a model whose scores are one product (``users @ table.T + bias``, its ``score_factors``),
 full ranking never builds a batch's users x catalogue score matrix: each block of item columns is
@@ -86,14 +87,7 @@ def rank_in_blocks(
     width = columns or block_columns(len(users), n_cols)
     for start in range(0, n_cols, width):
         stop = min(start + width, n_cols)
-        scores = users @ table[start:stop].T
-        if bias is not None:
-            scores = scores + bias[start:stop]
-        if start == 0:
-            scores[:, 0] = float("-inf")
-        if rows is not None:
-            lo, hi = torch.searchsorted(items, torch.tensor([start, stop], device=items.device)).tolist()
-            scores[rows[lo:hi], items[lo:hi] - start] = float("-inf")
+        scores = _masked_block(users, table, bias, start, stop, None if rows is None else (rows, items))
         # The target's own entry is the target's score, so it always counts once (see above).
         own = ((targets >= start) & (targets < stop)).nonzero(as_tuple=True)[0]
         scores[own, targets[own] - start] = t[own]
@@ -105,3 +99,60 @@ def rank_in_blocks(
     full = ahead - 1  # the target's own column is always counted (t is never < t, NaN included)
     sampled = None if negatives is None else negatives.shape[1] - _count_below(neg_scores, threshold)
     return full, sampled
+
+
+def _masked_block(
+    users: torch.Tensor,
+    table: torch.Tensor,
+    bias: torch.Tensor | None,
+    start: int,
+    stop: int,
+    excluded: tuple[torch.Tensor, torch.Tensor] | None,
+) -> torch.Tensor:
+    """Scores of columns ``start:stop``, padding (column 0) and ``excluded`` pairs at -inf;
+    ``excluded`` items must be sorted."""
+    scores = users @ table[start:stop].T
+    if bias is not None:
+        scores = scores + bias[start:stop]
+    if start == 0:
+        scores[:, 0] = float("-inf")
+    if excluded is not None:
+        rows, items = excluded
+        lo, hi = torch.searchsorted(items, torch.tensor([start, stop], device=items.device)).tolist()
+        scores[rows[lo:hi], items[lo:hi] - start] = float("-inf")
+    return scores
+
+
+def top_in_blocks(
+    users: torch.Tensor,
+    table: torch.Tensor,
+    bias: torch.Tensor | None,
+    k: int,
+    excluded: tuple[torch.Tensor, torch.Tensor] | None = None,
+    columns: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(values, columns)`` (B, k): each user's ``k`` best columns of ``users @ table.T + bias``,
+    best first, with column 0 (padding) and the ``excluded`` ``(rows, items)`` pairs scored -inf.
+
+    Each block keeps its own top k, merged into the running top k, so memory is one block plus
+    (B, 2k) whatever the catalogue size. The values are those of a top-k over the whole row; among
+    equal scores which column is returned is unspecified, as for ``torch.topk``."""
+    n_cols = len(table)
+    k = min(k, n_cols)
+    if excluded is not None and len(excluded[0]):
+        order = torch.argsort(excluded[1])
+        excluded = (excluded[0].long()[order], excluded[1].long()[order])
+    else:
+        excluded = None
+    best_values = torch.full((len(users), 0), float("-inf"), dtype=users.dtype, device=users.device)
+    best_columns = torch.zeros((len(users), 0), dtype=torch.int64, device=users.device)
+    width = columns or block_columns(len(users), n_cols)
+    for start in range(0, n_cols, width):
+        stop = min(start + width, n_cols)
+        block = _masked_block(users, table, bias, start, stop, excluded)
+        top = torch.topk(block, min(k, stop - start), dim=1)
+        values = torch.cat([best_values, top.values], dim=1)
+        cols = torch.cat([best_columns, top.indices + start], dim=1)
+        keep = torch.topk(values, min(k, values.shape[1]), dim=1)
+        best_values, best_columns = keep.values, cols.gather(1, keep.indices)
+    return best_values, best_columns
