@@ -91,6 +91,7 @@ def test_markdown_has_every_section_with_the_runs_numbers(runs, report):
     assert sasrec[3].strip("*") == f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert {"tsne.png", "groups_sasrec.png"} <= set(figures) and len(figures) == 4
+    assert "t-SNE of item embeddings (SASRec, LLM-ESR, LLMInit)" in md  # every Table-1 method
     for name in figures:
         assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

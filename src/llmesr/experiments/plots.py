@@ -15,6 +15,8 @@ import pandas as pd
 from llmesr.io import atomic_write_png
 
 LINE_GROUPS = ("overall", "tail_item", "tail_user")
+# Panels per row of the t-SNE figure.
+TSNE_COLUMNS = 4
 
 
 def _pyplot():
@@ -112,9 +114,13 @@ def tsne_plot(
     perplexity = float(min(30.0, max(1.0, (n - 1) / 3)))
     colour = popularity.astype(np.float64) + 1.0  # +1: never-seen items still have a place on the scale
     norm = LogNorm(vmin=colour.min(), vmax=max(colour.max(), colour.min() * 1.01))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
+    columns = min(len(panels), TSNE_COLUMNS)
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 4.6 * rows), squeeze=False)
+    for ax in axes.ravel()[len(panels) :]:
+        ax.set_visible(False)
     points = None
-    for ax, (label, vectors) in zip(axes[0], panels, strict=True):
+    for ax, (label, vectors) in zip(axes.ravel(), panels, strict=False):
         xy = TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
             np.asarray(vectors, dtype=np.float32)
         )
@@ -122,6 +128,6 @@ def tsne_plot(
         ax.set_title(f"{label}, {n:,} items", fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(points, ax=axes[0].tolist(), label="1 + training popularity (log scale)")
+    fig.colorbar(points, ax=axes.ravel().tolist(), label="1 + training popularity (log scale)")
     atomic_write_png(Path(path), fig)  # no tight_layout: it fights the shared colour bar
     plt.close(fig)

@@ -12,7 +12,8 @@ Sections, each omitted with a one-line note when no run fits it:
 3. Sensitivity: α and N curves from LLM-ESR methods differing only in that setting (α = 0 is both
    the "w/o self-distillation" ablation and a point of the α curve).
 4. NDCG@10 per quantile group of user history length and of target-item popularity (Figure 3).
-5. t-SNE of SASRec's and LLM-ESR's item embeddings coloured by popularity (Figure 4).
+5. t-SNE of item embeddings coloured by popularity (Figure 4): SASRec, LLM-ESR and every other
+   Table-1 method of the same backbone, one panel each.
 6. Appendix, when tune folders are under RUNS_DIR or given (``--tuning``): each tuned method's
    search space, budget and chosen values (``llmesr.experiments.tune_folder``).
 
@@ -311,31 +312,42 @@ def item_vectors(run: Path) -> np.ndarray:
 
 
 def tsne_section(methods: list[Method], cache: DataCache, split: str, out: Path) -> list[Part]:
+    """The paper's Figure 4 (SASRec against LLM-ESR) widened to every Table-1 method of one backbone
+    (the SASRec backbone when it has runs), one seed each, the same items in every panel; methods
+    whose runs kept no item table are named in a note."""
     parts: list[Part] = [Heading(2, "t-SNE of item embeddings")]
     blocks = _blocks(methods)
-    # The paper's Figure 4 is SASRec against LLM-ESR: the SASRec backbone first, else any.
     for backbone in sorted(blocks, key=lambda b: b != "sasrec"):
-        chosen = [m for m in blocks[backbone] if m.model == backbone][:1]
-        chosen += [m for m in blocks[backbone] if m.model == OURS][:1]
+        block = blocks[backbone]
+        chosen = [m for m in block if m.model == backbone][:1] + [m for m in block if m.model == OURS][:1]
         if chosen:
+            chosen += [m for m in block if m not in chosen]
             break
     else:
         return parts + [Note("No SASRec or LLM-ESR default run: t-SNE omitted.")]
-    runs = [m.runs[0].run for m in chosen]  # one seed each: the first found
-    data = cache.get(runs[0])
+    data = cache.get(chosen[0].runs[0].run)
     popularity = item_popularity(data.split.train, data.dataset.n_items)[1:]
     n = len(popularity)
     sample = np.sort(np.random.default_rng(0).choice(n, min(n, TSNE_ITEMS), replace=False))
-    panels = []
-    for m, run in zip(chosen, runs, strict=True):
-        vectors = item_vectors(run)
+    panels, missing = [], []
+    for m in chosen:
+        run = m.runs[0].run  # one seed each: the first found
+        try:
+            vectors = item_vectors(run)
+        except DataUnavailable:
+            missing.append(m.label)
+            continue
         if len(vectors) != n:
             raise ConfigError(f"{run}: item table has {len(vectors)} items, the dataset {n}")
         panels.append((f"{m.label}\n{run.name}", vectors[sample]))
+    if missing:
+        parts.append(Note(f"No item table kept by {', '.join(missing)}: not in the t-SNE."))
+    if not panels:
+        return parts
     path = out / "tsne.png"
     tsne_plot(panels, popularity[sample], path)
-    what = " vs ".join(m.label for m in chosen)
-    return parts + [Figure(path, f"t-SNE of item embeddings, {what}, coloured by training popularity")]
+    what = ", ".join(label.split("\n")[0] for label, _ in panels)
+    return parts + [Figure(path, f"t-SNE of item embeddings ({what}), coloured by training popularity")]
 
 
 def _slug(text: str) -> str:
