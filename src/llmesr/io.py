@@ -46,6 +46,24 @@ def _atomic(path: Path, mode: str, write: Callable[[IO[Any]], None]) -> None:
         raise
 
 
+def atomic_write_by_path(path: Path, write: Callable[[Path], None]) -> None:
+    """For writers that only take a file name (ONNX export, ONNX quantisation): ``write`` writes a
+    temp path in the target folder, which then replaces ``path`` (synced) or is removed on failure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     _atomic(path, "w", lambda f: f.write(text))
 

@@ -17,14 +17,13 @@ onnxruntime and onnx are the optional extra ``fast`` (``pip install 'llmesr[fast
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from llmesr.io import atomic_write_by_path
 from llmesr.semantic.encoders import EncoderError
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
@@ -102,26 +101,15 @@ def _exported(model: Any, folder: Path, key: str, quantize: bool) -> Path:
     int8 = folder / f"{name}-int8.onnx"
     if not fp32.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        _atomically(fp32, lambda tmp: _export(model, tmp))
+        atomic_write_by_path(fp32, lambda tmp: _export(model, tmp))
     if quantize and not int8.exists():
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        _atomically(
+        atomic_write_by_path(
             int8,
             lambda tmp: quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True),
         )
     return int8 if quantize else fp32
-
-
-def _atomically(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _pooling_mode(model: Any) -> str:
