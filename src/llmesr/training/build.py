@@ -111,11 +111,6 @@ def member_weights(model: SequentialRecommender, data: RunData) -> list[str]:
     return loaded
 
 
-def has_trainable_parameters(model: torch.nn.Module) -> bool:
-    """False for a model made wholly of finished runs' parts: it is evaluated, not trained."""
-    return any(p.requires_grad for p in model.parameters())
-
-
 def make_optimizer(model: torch.nn.Module, cfg: Any) -> torch.optim.Optimizer:
     return torch.optim.Adam(
         model.parameters(), lr=cfg.lr, betas=(0.9, cfg.adam_beta2), weight_decay=cfg.weight_decay

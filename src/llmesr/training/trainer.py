@@ -40,7 +40,6 @@ from llmesr.runs.folder import RunFolder
 from llmesr.training.accel import autocast, check_precision, compile_encoders, grad_scaler, resolve_device
 from llmesr.training.build import (
     create_model,
-    has_trainable_parameters,
     make_optimizer,
     member_weights,
     start_weights,
@@ -101,12 +100,13 @@ class Trainer:
             if self.dist.is_main:
                 print(f"loaded {member}", flush=True)
         # Nothing to train (an ensemble of finished runs): the model is evaluated as loaded.
-        self.trainable = has_trainable_parameters(self.model)
+        n_trainable = self.model.trainable_parameters()
+        self.trainable = n_trainable > 0
         reference = self.model.reference_run(self.model.config)
         if self.dist.is_main:
             if reference:
                 print(f"reference item table: {reference}", flush=True)
-            print(f"trainable parameters: {self.model.trainable_parameters():,}", flush=True)
+            print(f"trainable parameters: {n_trainable:,}", flush=True)
         self.model = self.model.to(self.device)
         if cfg.compile:
             compile_encoders(self.model)
