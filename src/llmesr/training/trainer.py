@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from llmesr.allocator import reuse_freed_memory
 from llmesr.checkpoint import (
     CheckpointError,
     checkpoint_model_config,
@@ -75,6 +76,8 @@ class Trainer:
         self.cfg, self.data, self.folder = cfg, data, RunFolder(out_dir)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        if cfg.reuse_freed_memory:
+            reuse_freed_memory()
         try:
             self.device = resolve_device(cfg.device)
             check_precision(cfg.precision, self.device)
