@@ -7,7 +7,8 @@ KiB at a time, and returns it to the kernel on ``free``; on a CPU run that page 
 as much system time as the softmax itself. With mmap allocations off and trimming of the heap top
 raised to 1 GiB, freed blocks stay in the heap and the next batch reuses them: the arithmetic, and
 so every result, is unchanged (the README, "Benchmarks", has the measured time and memory). The
-price is that the process keeps its peak heap instead of giving it back between batches.
+semantic step's encoder batches (attention and FFN buffers) get the same. The price is that the
+process keeps its peak heap instead of giving it back between batches.
 
 Other C libraries (macOS, musl) have no ``mallopt``: there :func:`reuse_freed_memory` does nothing.
 """

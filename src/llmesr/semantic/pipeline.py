@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llmesr.allocator import reuse_freed_memory
 from llmesr.data.dataset import SequenceDataset
 from llmesr.data.split import Split
 from llmesr.errors import ConfigError
@@ -335,6 +336,8 @@ def embed_for_config(
     Returns the artifact folder (``out_dir`` or the keyed default) and the manifest."""
     from llmesr.semantic.encoder_table import make_encoder
 
+    if cfg.reuse_freed_memory:  # the encoder's attention and FFN buffers are tens of MB per batch
+        reuse_freed_memory()
     settings = settings_from_config(cfg, pca_dim=cfg.hidden_size or 64)
     # A bad precomputed file fails before the encoder (possibly a large LLM) is loaded.
     items = load_item_embeddings(settings, dataset) if settings.item_embeddings_file else None
