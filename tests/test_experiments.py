@@ -66,24 +66,26 @@ def test_compare_refuses_runs_on_different_users():
 
 
 def test_compare_command_on_real_runs(patterned_dir, tmp_path, capsys):
+    # Folder names as `llmesr experiment` writes them, with "=" inside: labelled and bare.
     runs = []
     for seed in (1, 2):
         cfg = apply_overrides(RunConfig(), {"data": str(patterned_dir), **FAST, "seed": seed}, "t")
-        Trainer(cfg, prepare_data(cfg), tmp_path / f"s{seed}").fit()
-        runs.append(tmp_path / f"s{seed}")
+        Trainer(cfg, prepare_data(cfg), tmp_path / f"model=sasrec__seed={seed}").fit()
+        runs.append(tmp_path / f"model=sasrec__seed={seed}")
     gru = apply_overrides(RunConfig(), {"data": str(patterned_dir), **FAST, "model": "gru4rec"}, "t")
-    Trainer(gru, prepare_data(gru), tmp_path / "gru").fit()
+    gru_run = tmp_path / "model=gru4rec__seed=42"
+    Trainer(gru, prepare_data(gru), gru_run).fit()
     out = tmp_path / "cmp"
-    rc = main(["compare", f"sasrec={runs[0]},{runs[1]}", str(tmp_path / "gru"), "--out", str(out)])
+    rc = main(["compare", f"sasrec={runs[0]},{runs[1]}", str(gru_run), "--out", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
-    assert "full ranking" in text and "sampled ranking" in text and "| gru |" in text
+    assert "full ranking" in text and "sampled ranking" in text and f"| {gru_run.name} |" in text
     frame = pd.read_csv(out / "comparison.csv")
-    assert set(frame.method) == {"sasrec", "gru"} and set(frame.protocol) == {"full", "sampled"}
+    assert set(frame.method) == {"sasrec", gru_run.name} and set(frame.protocol) == {"full", "sampled"}
     assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "comparison.md").read_text().count("| sasrec |") == 2
     # Another head/tail rule regroups the same ranks.
-    assert main(["compare", str(tmp_path / "gru"), "--groups", "beauty_paper", "--out", str(out)]) == 0
+    assert main(["compare", str(gru_run), "--groups", "beauty_paper", "--out", str(out)]) == 0
     regrouped = pd.read_csv(out / "comparison.csv")
     cfg = apply_overrides(RunConfig(), {"data": str(patterned_dir), "groups": "beauty_paper"}, "t")
     data = prepare_data(cfg)

@@ -133,7 +133,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--cold-start-optimism must be a finite number >= 0, got {optimism}")
     bundles = {}
     for spec in args.bundles:
-        name, _, path = spec.rpartition("=")
+        name, path = split_label(spec)
         if not path:
             raise ConfigError(f"bundle {spec!r} names no folder (use NAME=PATH or PATH)")
         name = name or Path(path).name
@@ -172,10 +172,20 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def split_label(spec: str) -> tuple[str, str]:
+    """``LABEL=PATHS`` -> (label, paths); ``PATHS`` alone -> ("", paths). Folder names may hold
+    ``=`` themselves (the grid writes ``model=sasrec__seed=42``), so paths that exist as given are
+    never split, and otherwise the label ends at the first ``=``."""
+    if all(Path(p).exists() for p in spec.split(",") if p):
+        return "", spec
+    label, sep, rest = spec.partition("=")
+    return (label, rest) if sep else ("", spec)
+
+
 def parse_methods(specs: list[str]) -> dict[str, list[Path]]:
     methods: dict[str, list[Path]] = {}
     for spec in specs:
-        label, _, runs = spec.rpartition("=")
+        label, runs = split_label(spec)
         paths = [Path(r) for r in runs.split(",") if r]
         if not paths:
             raise ConfigError(f"method {spec!r} names no run folder (use LABEL=RUN[,RUN...])")
