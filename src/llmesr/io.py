@@ -29,26 +29,10 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def _atomic(path: Path, mode: str, write: Callable[[IO[Any]], None]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates 0600; give the file the permissions a plain open() would have.
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def atomic_write_by_path(path: Path, write: Callable[[Path], None]) -> None:
-    """For writers that only take a file name (ONNX export, ONNX quantisation): ``write`` writes a
-    temp path in the target folder, which then replaces ``path`` (synced) or is removed on failure."""
+    """``write`` writes a temp path in the target folder, which then replaces ``path`` (synced, with
+    the permissions a plain open() gives) or is removed on failure. Writers that only take a file
+    name (ONNX export, ONNX quantisation) call it directly; the others go through a file object."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -62,6 +46,14 @@ def atomic_write_by_path(path: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _atomic(path: Path, mode: str, write: Callable[[IO[Any]], None]) -> None:
+    def through_file(tmp: Path) -> None:
+        with open(tmp, mode) as f:
+            write(f)
+
+    atomic_write_by_path(path, through_file)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
