@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from llmesr.config import resolve_config
+from llmesr.errors import ConfigError
 from llmesr.experiments.grid import load_grid
 from llmesr.experiments.space import load_space
 
@@ -32,7 +33,7 @@ def test_preset_resolves(path):
 
 
 def test_a_preset_that_needs_a_run_says_so_without_one():
-    with pytest.raises(Exception, match="align_from"):
+    with pytest.raises(ConfigError, match="align_from"):
         resolve_config([CONFIGS / "llmemb_sasrec_ce.yaml"])
 
 
