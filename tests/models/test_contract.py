@@ -304,6 +304,6 @@ def contract_classes(
 BUILT_IN_BACKBONES = ["sasrec", "bert4rec", "gru4rec"]
 BUILT_IN_WRAPPERS = [
     *("llmesr", "llminit", "cities", "melt", "rlmrec"),
-    *("alphafuse", "llmemb", "textrec", "ensrec"),
+    *("alphafuse", "llmemb", "textrec", "ensrec", "esrfuse"),
 ]
 globals().update(contract_classes(BUILT_IN_BACKBONES + BUILT_IN_WRAPPERS, BUILT_IN_BACKBONES))

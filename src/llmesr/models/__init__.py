@@ -23,6 +23,7 @@ from llmesr.models.base import BackboneConfig, SequentialRecommender, WrapperCon
 from llmesr.models.bert4rec import BERT4Rec, BERT4RecConfig
 from llmesr.models.cities import CITIES, CITIESConfig
 from llmesr.models.ensrec import EnsRec, EnsRecConfig
+from llmesr.models.esrfuse import ESRFuse, ESRFuseConfig
 from llmesr.models.gru4rec import GRU4Rec, GRU4RecConfig
 from llmesr.models.llmemb import LLMEmb, LLMEmbConfig
 from llmesr.models.llmesr import LLMESR, LLMESRConfig
@@ -111,6 +112,7 @@ for _name, _cls, _config in (
     ("llmemb", LLMEmb, LLMEmbConfig),
     ("textrec", TextRec, TextRecConfig),
     ("ensrec", EnsRec, EnsRecConfig),
+    ("esrfuse", ESRFuse, ESRFuseConfig),
 ):
     register(_name, _cls, _config)
 
@@ -138,6 +140,8 @@ __all__ = [
     "CITIESConfig",
     "AlphaFuse",
     "AlphaFuseConfig",
+    "ESRFuse",
+    "ESRFuseConfig",
     "LLMEmb",
     "LLMEmbConfig",
     "EnsRec",

@@ -121,7 +121,7 @@ class SequentialRecommender(nn.Module):
 
     Capabilities the trainer and the server read (flags and methods, never model names):
     ``needs_semantic``, :meth:`similar_users_needed`, :meth:`reference_run`, ``cold_start_items``,
-    ``wraps_backbone``, ``one_product_scores``, :meth:`finished_members`.
+    ``wraps_backbone``, ``one_product_scores``, :meth:`finished_members`, :meth:`member_runs`.
     """
 
     config: BackboneConfig
@@ -155,6 +155,21 @@ class SequentialRecommender(nn.Module):
         or None. The training layer checks that run, loads its table and hands it to
         :meth:`set_reference_table`; models never read run folders themselves."""
         return None
+
+    @classmethod
+    def member_runs(cls, config: BackboneConfig) -> dict[str, tuple[str, type[SequentialRecommender]]]:
+        """Finished runs whose *model settings* this model's members take, by the setting that
+        names each: setting -> (run folder, the model class it must have trained). The
+        training layer reads each run's stored settings and hands them to
+        :meth:`with_member_settings` before building the model (ESR-Fuse); none by default."""
+        return {}
+
+    @classmethod
+    def with_member_settings(
+        cls, config: BackboneConfig, stored: dict[str, dict[str, Any]]
+    ) -> BackboneConfig:
+        """``config`` completed with the stored model settings of :meth:`member_runs` (by setting)."""
+        return config
 
     def set_reference_table(self, table: np.ndarray) -> None:
         """Take the (n_items + 1, d) item table of :meth:`reference_run` (training only)."""

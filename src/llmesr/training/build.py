@@ -10,7 +10,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from llmesr.checkpoint import init_from_run, load_member
+from llmesr.checkpoint import (
+    CheckpointError,
+    checkpoint_model_config,
+    init_from_run,
+    load_checkpoint,
+    load_member,
+)
 from llmesr.errors import ConfigError
 from llmesr.models import MODELS, SequentialRecommender, for_training, model_config
 from llmesr.runs.data import RunData
@@ -28,6 +34,7 @@ def create_model(cfg: Any, data: RunData) -> SequentialRecommender:
     except (TypeError, ValueError) as err:  # the model config's own checks of its settings
         raise ConfigError(f"model {cfg.model!r}: {err}") from None
     cls = MODELS[cfg.model][0]
+    mcfg = with_member_settings(cls, mcfg, data)
     source = cls.reference_run(mcfg)
     reference = reference_table(Path(source), data) if source else None  # before the semantic step
     art = None
@@ -42,6 +49,36 @@ def create_model(cfg: Any, data: RunData) -> SequentialRecommender:
         raise
     except ValueError as err:  # models refuse inputs that do not fit them (table shapes) this way
         raise ConfigError(f"model {cfg.model!r}: {err}") from None
+
+
+def with_member_settings(cls: type[SequentialRecommender], mcfg: Any, data: RunData) -> Any:
+    """``mcfg`` completed with the model settings of the finished runs its members take theirs from
+    (:meth:`~llmesr.models.base.SequentialRecommender.member_runs`); each run must be finished, on
+    this dataset, and have trained the model the member is."""
+    stored = {}
+    for setting, (source, expected) in cls.member_runs(mcfg).items():
+        folder = RunFolder(source)
+        try:
+            folder.require_finished()
+            folder.require_weights()
+        except ConfigError as err:
+            raise ConfigError(f"{setting}: {err}") from None
+        best = folder.file(RunFolder.BEST)
+        try:
+            ckpt = load_checkpoint(best, fingerprint=data.dataset.fingerprint())
+        except CheckpointError as err:
+            raise ConfigError(f"{setting}: {err}") from None
+        trained = MODELS.get(ckpt["model"], (None,))[0]
+        if trained is not expected:
+            want = expected.display_name or expected.__name__
+            raise ConfigError(f"{setting}: {source} trained {ckpt['model']}, not {want}")
+        stored[setting] = checkpoint_model_config(best, ckpt).to_dict()
+    if not stored:
+        return mcfg
+    try:
+        return cls.with_member_settings(mcfg, stored)
+    except ValueError as err:
+        raise ConfigError(f"model {cls.display_name or cls.__name__}: {err}") from None
 
 
 def reference_table(source: Path, data: RunData) -> np.ndarray:
