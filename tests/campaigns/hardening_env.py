@@ -96,6 +96,13 @@ def shorten_ranks(folder: Path) -> None:
     np.savez(folder / "ranks.npz", **arrays)
 
 
+def validation_only_ranks(folder: Path) -> None:
+    """The ranks of a run trained with ``evaluate_test: false``: validation alone."""
+    with np.load(folder / "ranks.npz") as z:
+        arrays = {k: z[k] for k in z.files if k.startswith("valid_")}
+    np.savez(folder / "ranks.npz", **arrays)
+
+
 def no_damage(folder: Path) -> None:
     pass
 

@@ -35,6 +35,7 @@ from hardening_env import (
     put,
     shorten_ranks,
     train,
+    validation_only_ranks,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -261,6 +262,11 @@ CASES: list[tuple[str, Callable[[Env], list], str]] = [
         "compare-ranks-truncated",
         lambda e: e.on_run("compare", cut("ranks.npz")),
         "ranks.npz: unreadable ranks file",
+    ),
+    (
+        "compare-run-without-test-ranks",
+        lambda e: e.on_run("compare", validation_only_ranks),
+        "has no test ranks: it was evaluated on valid only",
     ),
     (
         "compare-label-without-runs",

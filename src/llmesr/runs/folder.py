@@ -166,6 +166,12 @@ class RunFolder:
             with np.load(path, allow_pickle=False) as z:
                 names = [f"{split}_users", f"{split}_tail_user", f"{split}_tail_item"]
                 missing = [n for n in names if n not in z.files]
+                if missing and not any(n.startswith(f"{split}_") for n in z.files):
+                    raise ConfigError(
+                        f"{self.path} has no {split} ranks: it was evaluated on "
+                        f"{', '.join(sorted({n.split('_')[0] for n in z.files})) or 'no split'} only "
+                        "(evaluate_test: false ranks validation alone)"
+                    )
                 if missing:
                     raise ConfigError(f"{path}: damaged ranks file (no {', '.join(missing)})")
                 users, tail_user, tail_item = (z[n] for n in names)
