@@ -205,6 +205,25 @@ def test_sections_that_need_the_dataset_are_skipped_without_it(runs, tmp_path):
     assert md.count("skipped, cannot load the dataset") == 2 and "![" not in md
 
 
+def test_runs_without_the_split_are_left_out_and_named(runs, tmp_path, capsys):
+    """A run trained with evaluate_test: false (a member chosen on validation) has no test ranks."""
+    for name in ("model=sasrec__seed=1", "model=llmesr__seed=1", "model=llminit__seed=1"):
+        shutil.copytree(runs / name, tmp_path / "runs" / name)
+    member = tmp_path / "runs" / "model=llminit__seed=1"
+    metrics = json.loads((member / "metrics.json").read_text())
+    del metrics["test"]
+    (member / "metrics.json").write_text(json.dumps(metrics))
+    with np.load(member / "ranks.npz") as z:
+        kept = {k: z[k] for k in z.files if not k.startswith("test_")}
+    np.savez(member / "ranks.npz", **kept)
+    assert main(["report", str(tmp_path / "runs")]) == 0
+    md = (tmp_path / "runs" / "report" / "report.md").read_text()
+    assert "2 runs, 2 methods" in md
+    assert "Left out, not evaluated on the test split: model=llminit__seed=1." in md
+    assert main(["report", str(tmp_path / "runs"), "--split", "valid", "--out", str(tmp_path / "v")]) == 0
+    assert "3 runs, 3 methods" in (tmp_path / "v" / "report.md").read_text()
+
+
 def test_tune_folders_under_the_runs_get_an_appendix_and_their_trials_are_no_runs(runs, tmp_path):
     import yaml
 

@@ -373,6 +373,11 @@ def build_report(
     if not paths:
         marker = RunFolder.METRICS
         raise ConfigError(f"no finished runs under {runs_dir} (a finished run folder holds {marker})")
+    # Runs trained with evaluate_test: false (members chosen on validation) have no test ranks.
+    without = [p for p in paths if split not in RunFolder(p).metrics()]
+    paths = [p for p in paths if p not in without]
+    if not paths:
+        raise ConfigError(f"no run under {runs_dir} was evaluated on the {split} split")
     out = Path(out) if out is not None else runs_dir / "report"
     cache = DataCache()
     methods = load_methods(paths, split, groups, cache, baseline_free)
@@ -383,6 +388,9 @@ def build_report(
         Heading(1, f"LLM-ESR report: {runs_dir.name}"),
         Note(f"{len(paths)} runs, {len(methods)} methods; {split} split; head/tail groups {rule}."),
     ]
+    if without:
+        names = ", ".join(p.relative_to(runs_dir).as_posix() for p in without)
+        parts.append(Note(f"Left out, not evaluated on the {split} split: {names}."))
     # Built in a temporary sibling folder and moved into ``out`` once complete: a section that
     # fails on a damaged run (a truncated item table) leaves no half-written report behind.
     out.parent.mkdir(parents=True, exist_ok=True)
