@@ -42,7 +42,7 @@ import torch
 from llmesr.data.sequences import Sequences
 from llmesr.models.base import SequentialRecommender, WrapperConfig
 from llmesr.models.textrec import TextRec, TextRecConfig
-from llmesr.models.wrapper import BackboneBuilder, BackboneWrapper
+from llmesr.models.wrapper import BackboneBuilder, BackboneWrapper, members_objective
 from llmesr.semantic.artifacts import SemanticArtifacts
 
 
@@ -175,13 +175,7 @@ class EnsRec(BackboneWrapper):
         """The sum of the members' own objectives (the fusion is for inference only) and, when both
         members provide them, the users as [ID member ; text member]. EnsRec is no backbone for
         another model, so ``model`` must be itself and no states are taken."""
-        if model is not self or hidden is not None:
-            raise ValueError("EnsRec trains its members on their own objectives; it wraps no other model")
-        losses, users = zip(
-            *(m.objective(m, batch, generator, want_user) for m in self.members()), strict=True
-        )
-        both = None if any(u is None for u in users) else torch.cat(users, dim=-1)
-        return losses[0] + losses[1], both
+        return members_objective(self, self.members(), model, batch, generator, want_user, hidden)
 
     def loss(
         self, batch: torch.Tensor, generator: torch.Generator | None = None, users: np.ndarray | None = None

@@ -49,7 +49,7 @@ from llmesr.data.sequences import Sequences
 from llmesr.models.base import SequentialRecommender
 from llmesr.models.llmesr import LLMESR, LLMESRConfig
 from llmesr.models.llminit import LLMInit, LLMInitConfig
-from llmesr.models.wrapper import BackboneBuilder, BackboneWrapper
+from llmesr.models.wrapper import BackboneBuilder, BackboneWrapper, members_objective
 from llmesr.semantic.artifacts import SemanticArtifacts
 
 # A member whose scores barely vary for a user (an untrained one) is divided by this at least.
@@ -175,29 +175,9 @@ class ESRFuse(BackboneWrapper):
     # ---- inputs and constants: both members wrap the same backbone kind -----------------------
     @property
     def backbone(self) -> SequentialRecommender:  # type: ignore[override]
-        """The LLMInit member's backbone: the inputs and constants of both members' kind."""
+        """The LLMInit member's backbone: BackboneWrapper's hooks (inputs, extra item rows,
+        bidirectional) read it, and both members' backbones are of this kind."""
         return self.init.backbone
-
-    @property
-    def extra_item_rows(self) -> int:  # type: ignore[override]
-        return self.init.extra_item_rows
-
-    @property
-    def bidirectional(self) -> bool:  # type: ignore[override]
-        return self.init.bidirectional
-
-    @property
-    def user_from_training_pass(self) -> bool:  # type: ignore[override]
-        return self.init.user_from_training_pass
-
-    def train_input(self, train: Sequences, rows: np.ndarray) -> torch.Tensor:
-        return self.init.train_input(train, rows)
-
-    def eval_input(self, history: Sequences, rows: np.ndarray) -> torch.Tensor:
-        return self.init.eval_input(history, rows)
-
-    def user_input(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.init.user_input(batch)
 
     # ---- scoring: one product of fused users and fused items ---------------------------------
     def hidden_states(self, seq: torch.Tensor) -> torch.Tensor:
@@ -257,13 +237,7 @@ class ESRFuse(BackboneWrapper):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The sum of the members' own objectives and, when both give them, their users side by
         side. ESR-Fuse wraps no other model, so ``model`` must be itself and no states are taken."""
-        if model is not self or hidden is not None:
-            raise ValueError("ESR-Fuse trains its members on their own objectives; it wraps no other model")
-        losses, users = zip(
-            *(m.objective(m, batch, generator, want_user) for m in self.members()), strict=True
-        )
-        both = None if any(u is None for u in users) else torch.cat(users, dim=-1)
-        return losses[0] + losses[1], both
+        return members_objective(self, self.members(), model, batch, generator, want_user, hidden)
 
     def loss(
         self, batch: torch.Tensor, generator: torch.Generator | None = None, users: np.ndarray | None = None

@@ -128,3 +128,24 @@ class BackboneWrapper(SequentialRecommender):
         self, batch: torch.Tensor, generator: torch.Generator | None = None, users: np.ndarray | None = None
     ) -> torch.Tensor:
         return self.backbone.loss(batch, generator, users=users)
+
+
+def members_objective(
+    owner: SequentialRecommender,
+    members: tuple[SequentialRecommender, ...],
+    model: SequentialRecommender,
+    batch: torch.Tensor,
+    generator: torch.Generator | None,
+    want_user: bool,
+    hidden: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The objective of an ensemble whose ``members`` train on their own objectives (EnsRec,
+    ESR-Fuse): the sum of the members' losses and, when every member gives them, their users side
+    by side. An ensemble is no backbone for another model: ``model`` must be ``owner`` itself and no
+    states are taken."""
+    if model is not owner or hidden is not None:
+        name = owner.display_name or type(owner).__name__
+        raise ValueError(f"{name} trains its members on their own objectives; it wraps no other model")
+    losses, users = zip(*(m.objective(m, batch, generator, want_user) for m in members), strict=True)
+    both = None if any(u is None for u in users) else torch.cat(users, dim=-1)
+    return sum(losses[1:], losses[0]), both

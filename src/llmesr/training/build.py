@@ -51,18 +51,25 @@ def create_model(cfg: Any, data: RunData) -> SequentialRecommender:
         raise ConfigError(f"model {cfg.model!r}: {err}") from None
 
 
+def finished_run(setting: str, source: str) -> RunFolder:
+    """The run folder ``setting`` names, refused in one line (naming the setting) unless it is
+    finished and has its best weights."""
+    folder = RunFolder(source)
+    try:
+        folder.require_finished()
+        folder.require_weights()
+    except ConfigError as err:
+        raise ConfigError(f"{setting}: {err}") from None
+    return folder
+
+
 def with_member_settings(cls: type[SequentialRecommender], mcfg: Any, data: RunData) -> Any:
     """``mcfg`` completed with the model settings of the finished runs its members take theirs from
     (:meth:`~llmesr.models.base.SequentialRecommender.member_runs`); each run must be finished, on
     this dataset, and have trained the model the member is."""
     stored = {}
     for setting, (source, expected) in cls.member_runs(mcfg).items():
-        folder = RunFolder(source)
-        try:
-            folder.require_finished()
-            folder.require_weights()
-        except ConfigError as err:
-            raise ConfigError(f"{setting}: {err}") from None
+        folder = finished_run(setting, source)
         best = folder.file(RunFolder.BEST)
         try:
             ckpt = load_checkpoint(best, fingerprint=data.dataset.fingerprint())
@@ -129,12 +136,7 @@ def member_weights(model: SequentialRecommender, data: RunData) -> list[str]:
     freeze them; what was loaded, for the log. Each run must be finished, on this dataset and split."""
     loaded = []
     for setting, (source, member) in model.finished_members().items():
-        folder = RunFolder(source)
-        try:
-            folder.require_finished()
-            folder.require_weights()
-        except ConfigError as err:
-            raise ConfigError(f"{setting}: {err}") from None
+        folder = finished_run(setting, source)
         split = folder.dataset_info().get("split")
         if split != data.split.protocol:
             raise ConfigError(
