@@ -13,6 +13,7 @@ final runs (:mod:`.tune_folder` names the files).
   ``RetryHeartbeatStaleTrialCallback``), and its retry trains on in the same trial folder from its
   last finished epoch. Optuna's heartbeat does the same for workers on other machines that stop
   beating for ``GRACE_S`` seconds. A trial interrupted by Ctrl-C is re-queued the same way.
+- Ctrl-C stops training at once but never cuts a write to the study (:mod:`.ctrl_c` says why).
 - Trials select on the validation split and evaluate nothing else: ``evaluate_test: false``.
 """
 
@@ -37,6 +38,7 @@ import numpy as np
 import yaml
 
 from llmesr.errors import ConfigError
+from llmesr.experiments.ctrl_c import DeferredCtrlC
 from llmesr.experiments.space import SearchSpace
 from llmesr.experiments.tune_folder import TuneFolder
 from llmesr.experiments.tune_results import write_results
@@ -226,13 +228,7 @@ class TrialRunner:
 
     def __init__(self, space: SearchSpace, data: RunData, tune: TuneFolder, worker: str) -> None:
         self.space, self.data, self.tune, self.worker = space, data, tune, worker
-        self.interrupted = False
-
-    def on_sigint(self, signum: int, frame: Any) -> None:
-        """Ctrl-C: remembered, then Python's own KeyboardInterrupt (which a library may turn into
-        another error, as torch.save does when it lands mid-write)."""
-        self.interrupted = True
-        signal.default_int_handler(signum, frame)
+        self.ctrl_c = DeferredCtrlC()
 
     def surplus(self, study: optuna.Study, trial: optuna.Trial) -> bool:
         """Whether the budget was taken by trials numbered before this one."""
@@ -257,14 +253,16 @@ class TrialRunner:
             value = record.get("valid", {}).get(self.space.metric)
             if value is None:
                 return False
-            trial.report(value, record["epoch"])
-            return trial.should_prune()
+            with self.ctrl_c.writing_to_study():
+                trial.report(value, record["epoch"])
+                return trial.should_prune()
 
         print(f"trial {trial.number} ({folder.name}): {params}", flush=True)
         try:
-            metrics = Trainer(cfg, self.data, folder).fit(report)
+            with self.ctrl_c.training_only():
+                metrics = Trainer(cfg, self.data, folder).fit(report)
         except BaseException:
-            if self.interrupted:  # Ctrl-C: queued again now, so the next tune continues it
+            if self.ctrl_c.pressed:  # Ctrl-C: queued again now, so the next tune continues it
                 retry_callback()(trial.study, stored_trial(trial.study, trial.number))
             raise
         trial.set_user_attr("epochs", epochs[-1] if epochs else _epochs_done(metrics))
@@ -299,9 +297,10 @@ def run_worker(
     with worker_lock(tune) as worker:
         runner, tracker = TrialRunner(space, data, tune, worker), study_tracker(space, tune, study)
         main_thread = threading.current_thread() is threading.main_thread()  # signals go there only
-        previous = signal.signal(signal.SIGINT, runner.on_sigint) if main_thread else None
+        previous = signal.signal(signal.SIGINT, runner.ctrl_c.on_sigint) if main_thread else None
         try:
             while True:
+                runner.ctrl_c.stop_if_pressed()
                 release_dead_trials(study, tune)
                 if not trials_to_run(study, space) or (timeout and time.monotonic() - start >= timeout):
                     break
