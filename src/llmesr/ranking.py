@@ -35,15 +35,12 @@ def block_columns(batch_rows: int, n_columns: int) -> int:
 
 def _count_below(scores: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
     """Per row, how many scores are strictly below the row's threshold (NaN never is), as int64.
+    ``scores`` is overwritten.
 
-    Counted in float arithmetic, sign(max(threshold - score, 0)) summed over the row, which is
-    several times faster than a boolean comparison and count on CPU and exact (integers below
-    2^24); a row whose sum is NaN (a NaN or an infinity on both sides) is recounted by comparison."""
-    counts = (threshold - scores).clamp_(min=0).sign_().sum(dim=1)
-    bad = torch.isnan(counts)
-    if bool(bad.any()):
-        counts[bad] = (scores[bad] < threshold[bad]).sum(dim=1).to(counts.dtype)
-    return counts.to(torch.int64)
+    The comparison is written in place into the float scores (1.0 or 0.0) and summed as floats:
+    one pass to compare and one to sum, several times faster on CPU than a boolean tensor and its
+    count, and exact (integers below 2^24)."""
+    return scores.lt_(threshold).sum(dim=1).to(torch.int64)
 
 
 def target_scores(
@@ -91,11 +88,11 @@ def rank_in_blocks(
         # The target's own entry is the target's score, so it always counts once (see above).
         own = ((targets >= start) & (targets < stop)).nonzero(as_tuple=True)[0]
         scores[own, targets[own] - start] = t[own]
-        ahead += (stop - start) - _count_below(scores, threshold)
-        if negatives is not None:
+        if negatives is not None:  # read before the count overwrites the block
             inside = (negatives >= start) & (negatives < stop)
             r, c = inside.nonzero(as_tuple=True)
             neg_scores[r, c] = scores[r, negatives[r, c] - start]
+        ahead += (stop - start) - _count_below(scores, threshold)
     full = ahead - 1  # the target's own column is always counted (t is never < t, NaN included)
     sampled = None if negatives is None else negatives.shape[1] - _count_below(neg_scores, threshold)
     return full, sampled
