@@ -17,7 +17,8 @@ leave-one-out split. Stages, each timed on every rank (the slowest rank is print
   users, by id and tie-aware (a found user as similar as the exact 100th counts).
 - ``train``: SASRec (hidden 64, max length 50, BCE with one negative, batch 1024) for
   ``--train-batches`` batches, DDP-sharded under torchrun, scaled to one epoch: an **extrapolation**.
-- ``eval``: full ranking of every user's test target against the whole catalogue plus the
+- ``eval``: full ranking of every user's test target against the whole catalogue of ``--items``
+  ids (those never drawn are items nobody bought: scored and ranked like the rest) plus the
   sampled-100 protocol (fixed negatives), exactly as ``llmesr evaluate``: measured, not scaled.
 
 Peak resident memory of each rank closes the report. Run by hand.
@@ -190,17 +191,17 @@ def main() -> None:
             by_id, tie_aware = retrieval_recall(users, found)
             main_print(f"  recall@100 by id {by_id:.4f}, tie-aware {tie_aware:.4f}")
         del users, found
-    model = None
     if "train" in args.stages:
-        epoch, model = stages.run("train batches", lambda: train_stage(split, n_items, args, dist))
+        epoch, _ = stages.run("train batches", lambda: train_stage(split, n_items, args, dist))
         figures["train epoch (extrapolated)"] = epoch
     if "eval" in args.stages:
-        if model is None:
-            settings = apply_overrides(RunConfig(), {"max_len": 50}, "bench").model_settings()
-            model = build_model("sasrec", model_config("sasrec", {"n_items": n_items, **settings}))
+        catalogue = max(args.items, n_items)  # every id drawn, bought or not
+        settings = apply_overrides(RunConfig(), {"max_len": 50}, "bench").model_settings()
+        model = build_model("sasrec", model_config("sasrec", {"n_items": catalogue, **settings}))
+        main_print(f"  ranking against {catalogue:,} items")
         test = split.test
         negatives = stages.run(
-            "negatives", lambda: sampled_negatives(dataset.sequences, test.users, 100, n_items, 0)
+            "negatives", lambda: sampled_negatives(dataset.sequences, test.users, 100, catalogue, 0)
         )
         options = {"negatives": negatives, "batch_size": args.eval_batch, "dist": dist}
         ranks = stages.run("eval", lambda: rank_targets(model, test, **options))
