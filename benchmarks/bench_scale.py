@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from llmesr.allocator import reuse_freed_memory
 from llmesr.config import RunConfig, apply_overrides
 from llmesr.data.dataset import load_dataset
 from llmesr.data.split import make_split
@@ -166,6 +167,7 @@ def main() -> None:
     dist = init_distributed()
     if args.threads:
         torch.set_num_threads(args.threads)
+    reuse_freed_memory()  # what training and llmesr evaluate do by default (llmesr.allocator)
     main_print = print if dist.is_main else (lambda *a, **k: None)
     threads = torch.get_num_threads()
     main_print(f"{args.users:,} users x {args.items:,} items, {dist.world} rank(s) x {threads} threads")

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from llmesr.allocator import reuse_freed_memory
 from llmesr.config import default_of
 from llmesr.data.dataset import SequenceDataset, load_dataset, resolve_data_path
 from llmesr.data.formats import detect_format
@@ -131,6 +132,8 @@ def rank_arrays(data: RunData, name: str, ranks: dict[str, np.ndarray]) -> dict[
 
 def run_metrics(model: Scorer, data: RunData, cfg: Any, dist: DistContext | None = None) -> dict:
     """What ``llmesr evaluate`` reports: the final splits, both protocols, every group."""
+    if cfg.reuse_freed_memory:  # the ranking's score blocks, as in training (see llmesr.allocator)
+        reuse_freed_memory()
     per_split = evaluate_splits(model, data, cfg, dist)[0]
     return {"model": cfg.model, "dataset": data.dataset_info(), **per_split}
 
