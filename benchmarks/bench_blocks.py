@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 import llmesr.ranking as ranking
+from llmesr.allocator import reuse_freed_memory
 
 
 def main() -> None:
@@ -33,6 +34,7 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    reuse_freed_memory()  # as training and llmesr evaluate do by default
     gen = torch.Generator().manual_seed(0)
     table = torch.randn(args.items + 1, 64, generator=gen)
     bias = torch.randn(args.items + 1, generator=gen)
