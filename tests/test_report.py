@@ -137,6 +137,35 @@ def test_table1_bolds_the_best_and_tests_against_the_best_baseline():
     assert "against LLMInit" in md
 
 
+
+def test_esrfuse_is_tested_against_the_best_method_before_it_llmesr_included():
+    rng = np.random.default_rng(1)
+    n = 400
+    tail = np.arange(n) < n // 2
+    llminit = rng.integers(0, 30, n)
+    llmesr = np.maximum(llminit - 6, 0)  # far better than the best baseline
+    esrfuse = llmesr.copy()
+    esrfuse[tail] = np.maximum(llmesr[tail] - 6, 0)  # better than LLM-ESR on tail items only
+    methods = [
+        Method(name, model, "sasrec", {}, [fake(r, s, tail) for s in (1, 2)], {})
+        for name, model, r in (
+            ("ESR-Fuse", "esrfuse", esrfuse),
+            ("LLM-ESR", "llmesr", llmesr),
+            ("LLMInit", "llminit", llminit),
+        )
+    ]
+    md = to_markdown(table1(methods), Path("."))
+    header = _rows(md, "| backbone |")[0]
+    rows = {r[1]: dict(zip(header, r, strict=True)) for r in _rows(md, "| SASRec |")}
+    assert list(rows) == ["LLMInit", "LLM-ESR", "ESR-Fuse"]  # the tested methods last, in order
+    for metric in ("HR@10", "NDCG@10"):
+        assert re.search(r"\d\*$", rows["LLM-ESR"][f"overall {metric}"])  # not bold, * against LLMInit
+        assert rows["ESR-Fuse"][f"tail item {metric}"].endswith("***")  # best, and beats LLM-ESR
+        # Far above LLMInit on head items, but equal to LLM-ESR, which it is tested against.
+        head = rows["ESR-Fuse"][f"head item {metric}"]
+        assert head.startswith("**") and not head.endswith("***"), head
+    assert "LLM-ESR against LLMInit" in md and "ESR-Fuse against LLM-ESR" in md
+
 def test_html_is_self_contained_and_shows_every_table_and_picture(report):
     page_html = (report / "report.html").read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page_html)

@@ -42,8 +42,12 @@ OURS = "llmesr"
 # other models follow.
 PAPER_ORDER = (
     *("sasrec", "bert4rec", "gru4rec", "llminit", "cities", "melt", "rlmrec", OURS),
-    *("alphafuse", "llmemb", "textrec", "ensrec"),
+    *("alphafuse", "llmemb", "textrec", "ensrec", "esrfuse"),
 )
+# The methods Table 1 tests, last in their block in this order: each is marked * where it beats the
+# best method of its block that is not tested after it (LLM-ESR: the best baseline or successor;
+# ESR-Fuse, this project's method: the best of those and LLM-ESR), paired t-test over users.
+TESTED = (OURS, "esrfuse")
 
 
 def display_name(model: str) -> str:

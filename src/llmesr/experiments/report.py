@@ -42,6 +42,7 @@ from llmesr.experiments.document import Figure, Heading, Note, Part, Table, writ
 from llmesr.experiments.methods import (
     ABLATIONS,
     OURS,
+    TESTED,
     DataCache,
     DataUnavailable,
     Method,
@@ -85,28 +86,36 @@ def _blocks(methods: list[Method]) -> dict[str, list[Method]]:
             blocks[m.backbone].append(m)
     for ms in blocks.values():
         ms.sort(
-            key=lambda m: (m.model == OURS, m.model != m.backbone, rank.get(m.model, len(order)), m.label)
+            key=lambda m: (
+                TESTED.index(m.model) if m.model in TESTED else -1,
+                m.model != m.backbone,
+                rank.get(m.model, len(order)),
+                m.label,
+            )
         )
     return dict(blocks)
 
 
-def _backbone_stats(ms: list[Method]) -> tuple[pd.DataFrame, dict[str, str], dict[str, pd.Series]]:
-    """Means of every method of one backbone and, per protocol, the best baseline by overall NDCG@10
-    and each LLM-ESR method's p-values against it (``compare`` tests against its first method)."""
+Reference = dict[tuple[str, str], str]  # (protocol, tested method) -> the method it is tested against
+
+
+def _backbone_stats(ms: list[Method]) -> tuple[pd.DataFrame, Reference, dict[tuple[str, str], pd.Series]]:
+    """Means of every method of one backbone and, per protocol and tested method (:data:`TESTED`),
+    the method it is tested against (the best by overall NDCG@10 of those not tested after it) and
+    its p-values against that one (``compare`` tests against its first method)."""
     runs = {m.label: m.runs for m in ms}
     means = compare(runs, METRICS).set_index(INDEX)
-    base = [m.label for m in ms if m.model != OURS]
-    ours = [m.label for m in ms if m.model == OURS]
-    best: dict[str, str] = {}
-    pvalues: dict[str, pd.Series] = {}
-    tested: dict[str, pd.Series] = {}  # by best baseline: often the same one for both protocols
-    for protocol in dict.fromkeys(means.index.get_level_values("protocol")) if base and ours else ():
-        best[protocol] = max(base, key=lambda b: means.loc[(protocol, b, "overall", "NDCG@10"), "mean"])
-        if best[protocol] not in tested:
-            pair = {best[protocol]: runs[best[protocol]], **{o: runs[o] for o in ours}}
-            tested[best[protocol]] = compare(pair, METRICS).set_index(INDEX)["p_value"]
-        pvalues[protocol] = tested[best[protocol]]
-    return means, best, pvalues
+    against: Reference = {}
+    pvalues: dict[tuple[str, str], pd.Series] = {}
+    for m in (m for m in ms if m.model in TESTED):
+        later = TESTED[TESTED.index(m.model) :]
+        pool = [x.label for x in ms if x.model not in later]
+        for protocol in dict.fromkeys(means.index.get_level_values("protocol")) if pool else ():
+            best = max(pool, key=lambda b: means.loc[(protocol, b, "overall", "NDCG@10"), "mean"])
+            against[(protocol, m.label)] = best
+            pair = {best: runs[best], m.label: runs[m.label]}
+            pvalues[(protocol, m.label)] = compare(pair, METRICS).set_index(INDEX)["p_value"]
+    return means, against, pvalues
 
 
 def table1(methods: list[Method], alpha: float = 0.05) -> list[Part]:
@@ -122,11 +131,12 @@ def table1(methods: list[Method], alpha: float = 0.05) -> list[Part]:
             continue  # a protocol some run did not evaluate
         rows, tested = [], []
         for backbone, ms in blocks.items():
-            means, best, pvalues = stats[backbone]
+            means, against, pvalues = stats[backbone]
             part, name = means.loc[protocol], display_names().get(backbone, backbone)
-            if protocol in best:
-                tested.append(f"{name}: against {best[protocol]}")
             for m in ms:
+                reference = against.get((protocol, m.label))
+                if reference:
+                    tested.append(f"{name}: {m.label} against {reference}")
                 cells = [name, m.label]
                 for group in GROUPS:
                     for metric in METRICS:
@@ -134,9 +144,9 @@ def table1(methods: list[Method], alpha: float = 0.05) -> list[Part]:
                         text = _cell(row)
                         if row["mean"] == part.xs((group, metric), level=("group", "metric"))["mean"].max():
                             text = f"**{text}**"
-                        if m.model == OURS and protocol in best:
-                            p = pvalues[protocol].loc[(protocol, m.label, group, metric)]
-                            if p < alpha and row["mean"] > part.loc[(best[protocol], group, metric), "mean"]:
+                        if reference:
+                            p = pvalues[(protocol, m.label)].loc[(protocol, m.label, group, metric)]
+                            if p < alpha and row["mean"] > part.loc[(reference, group, metric), "mean"]:
                                 text += "*"
                         cells.append(text)
                 rows.append(cells)
@@ -145,8 +155,9 @@ def table1(methods: list[Method], alpha: float = 0.05) -> list[Part]:
         legend = f"users: {counts}; mean ± sd over seeds; best per backbone in bold"
         if tested:
             legend += (
-                f"; * LLM-ESR better than the best baseline of its backbone (by overall NDCG@10) with "
-                f"p < {alpha}, paired t-test over users ({'; '.join(tested)})"
+                f"; * better with p < {alpha} (paired t-test over users) than the best method of its "
+                f"backbone by overall NDCG@10 among the baselines, the successors and the methods "
+                f"tested before it ({'; '.join(tested)})"
             )
         parts += [Heading(3, _protocol_name(protocol, methods)), Table(header, rows, 2), Note(legend + ".")]
     return parts
