@@ -107,14 +107,17 @@ def _backbone_stats(ms: list[Method]) -> tuple[pd.DataFrame, Reference, dict[tup
     means = compare(runs, METRICS).set_index(INDEX)
     against: Reference = {}
     pvalues: dict[tuple[str, str], pd.Series] = {}
+    tested: dict[tuple[str, str], pd.Series] = {}  # by pair: often the same one for both protocols
     for m in (m for m in ms if m.model in TESTED):
         later = TESTED[TESTED.index(m.model) :]
         pool = [x.label for x in ms if x.model not in later]
         for protocol in dict.fromkeys(means.index.get_level_values("protocol")) if pool else ():
             best = max(pool, key=lambda b: means.loc[(protocol, b, "overall", "NDCG@10"), "mean"])
+            if (best, m.label) not in tested:
+                pair = {best: runs[best], m.label: runs[m.label]}
+                tested[(best, m.label)] = compare(pair, METRICS).set_index(INDEX)["p_value"]
             against[(protocol, m.label)] = best
-            pair = {best: runs[best], m.label: runs[m.label]}
-            pvalues[(protocol, m.label)] = compare(pair, METRICS).set_index(INDEX)["p_value"]
+            pvalues[(protocol, m.label)] = tested[(best, m.label)]
     return means, against, pvalues
 
 
