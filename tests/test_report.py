@@ -104,6 +104,18 @@ def fake(ranks: np.ndarray, seed: int, tail_item: np.ndarray) -> RunRanks:
     return RunRanks(Path(f"s{seed}"), np.arange(len(ranks)), {"full": ranks}, members, seed)
 
 
+def table1_rows(methods: list[tuple[str, str, np.ndarray]], tail: np.ndarray) -> tuple[str, dict[str, dict]]:
+    """Table 1 (full protocol) of SASRec-backbone methods given as (name, model, ranks), two seeds
+    each: its Markdown and its rows by method, each a dict by column."""
+    given = [
+        Method(name, model, "sasrec", {}, [fake(r, s, tail) for s in (1, 2)], {})
+        for name, model, r in methods
+    ]
+    md = to_markdown(table1(given), Path("."))
+    header = _rows(md, "| backbone |")[0]
+    return md, {r[1]: dict(zip(header, r, strict=True)) for r in _rows(md, "| SASRec |")}
+
+
 def test_table1_bolds_the_best_and_tests_against_the_best_baseline():
     rng = np.random.default_rng(0)
     n = 400
@@ -115,17 +127,10 @@ def test_table1_bolds_the_best_and_tests_against_the_best_baseline():
     # Head items: better than LLMInit on two users only -> best, but not significantly so.
     lifted = np.flatnonzero(~tail & (llminit >= 1) & (llminit < 9))[:2]
     ours[lifted] -= 1
-    methods = [
-        Method(name, model, "sasrec", {}, [fake(r, s, tail) for s in (1, 2)], {})
-        for name, model, r in (
-            ("SASRec", "sasrec", sasrec),
-            ("LLMInit", "llminit", llminit),
-            ("LLM-ESR", "llmesr", ours),
-        )
-    ]
-    md = to_markdown(table1(methods[::-1]), Path("."))  # input order must not matter
-    header = _rows(md, "| backbone |")[0]
-    rows = {r[1]: dict(zip(header, r, strict=True)) for r in _rows(md, "| SASRec |")}
+    # Input order must not matter: given last first.
+    md, rows = table1_rows(
+        [("LLM-ESR", "llmesr", ours), ("LLMInit", "llminit", llminit), ("SASRec", "sasrec", sasrec)], tail
+    )
     assert list(rows) == ["SASRec", "LLMInit", "LLM-ESR"]  # baselines first, ours last
     for metric in ("HR@10", "NDCG@10"):
         for group in ("overall", "tail item"):
@@ -137,7 +142,6 @@ def test_table1_bolds_the_best_and_tests_against_the_best_baseline():
     assert "against LLMInit" in md
 
 
-
 def test_esrfuse_is_tested_against_the_best_method_before_it_llmesr_included():
     rng = np.random.default_rng(1)
     n = 400
@@ -146,17 +150,10 @@ def test_esrfuse_is_tested_against_the_best_method_before_it_llmesr_included():
     llmesr = np.maximum(llminit - 6, 0)  # far better than the best baseline
     esrfuse = llmesr.copy()
     esrfuse[tail] = np.maximum(llmesr[tail] - 6, 0)  # better than LLM-ESR on tail items only
-    methods = [
-        Method(name, model, "sasrec", {}, [fake(r, s, tail) for s in (1, 2)], {})
-        for name, model, r in (
-            ("ESR-Fuse", "esrfuse", esrfuse),
-            ("LLM-ESR", "llmesr", llmesr),
-            ("LLMInit", "llminit", llminit),
-        )
-    ]
-    md = to_markdown(table1(methods), Path("."))
-    header = _rows(md, "| backbone |")[0]
-    rows = {r[1]: dict(zip(header, r, strict=True)) for r in _rows(md, "| SASRec |")}
+    md, rows = table1_rows(
+        [("ESR-Fuse", "esrfuse", esrfuse), ("LLM-ESR", "llmesr", llmesr), ("LLMInit", "llminit", llminit)],
+        tail,
+    )
     assert list(rows) == ["LLMInit", "LLM-ESR", "ESR-Fuse"]  # the tested methods last, in order
     for metric in ("HR@10", "NDCG@10"):
         assert re.search(r"\d\*$", rows["LLM-ESR"][f"overall {metric}"])  # not bold, * against LLMInit
@@ -165,6 +162,7 @@ def test_esrfuse_is_tested_against_the_best_method_before_it_llmesr_included():
         head = rows["ESR-Fuse"][f"head item {metric}"]
         assert head.startswith("**") and not head.endswith("***"), head
     assert "LLM-ESR against LLMInit" in md and "ESR-Fuse against LLM-ESR" in md
+
 
 def test_html_is_self_contained_and_shows_every_table_and_picture(report):
     page_html = (report / "report.html").read_text()
